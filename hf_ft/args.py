@@ -1,0 +1,303 @@
+"""Argument dataclasses shared by the recipes, and the YAML-with-CLI-overrides parser.
+
+Every field is settable from a YAML config (``--config path.yaml``) and overridable on the command line
+(``--learning_rate 3.0e-4``); the command line wins. Names follow transformers' example scripts, so a
+command that works with ``run_image_classification.py`` works here unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+__all__ = [
+    "ModelArguments",
+    "ImageDataArguments",
+    "ReportArguments",
+    "ConfigError",
+    "parse_args",
+    "to_plain_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or command line that cannot be turned into arguments."""
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint to start from and how to adapt it."""
+
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Checkpoint to fine-tune: a Hub id (`google/vit-base-patch16-224-in21k`, `timm/resnet50.a1_in1k`) "
+            "or a local directory (a `save_pretrained` or `timm.models.save_for_hf` output)."
+        }
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub checkpoint."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded checkpoints are cached."})
+    token: str | None = field(
+        default=None,
+        metadata={"help": "Hub token for private checkpoints/datasets; defaults to the one from `hf auth login`."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run modelling code shipped with a Hub checkpoint. Only for repos you trust."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=True,
+        metadata={
+            "help": "Re-initialise weights whose shape differs from the checkpoint's: the classifier head when the "
+            "dataset has other labels than the checkpoint (the usual fine-tuning case)."
+        },
+    )
+    trainable_blocks: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train only the classifier head plus the last K blocks of the backbone (transformer layers, or "
+            "stages for convnets). 0 trains the head only (linear probe). Unset trains everything."
+        },
+    )
+    freeze_backbone_epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "Train only the head for the first N epochs (a warm-up for the new head), then unfreeze the "
+            "backbone (as far as `trainable_blocks` allows)."
+        },
+    )
+    drop_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout probability: timm's `drop_rate` (before the head), transformers' `hidden_dropout_prob` "
+            "or `classifier_dropout`. Unset keeps the checkpoint's."
+        },
+    )
+    drop_path_rate: float | None = field(
+        default=None,
+        metadata={"help": "Stochastic depth (drop-path) rate for models that support it. Unset keeps the checkpoint's."},
+    )
+
+    def __post_init__(self):
+        if self.trainable_blocks is not None and self.trainable_blocks < 0:
+            raise ConfigError(f"--trainable_blocks must be >= 0, got {self.trainable_blocks}")
+        if self.freeze_backbone_epochs < 0:
+            raise ConfigError(f"--freeze_backbone_epochs must be >= 0, got {self.freeze_backbone_epochs}")
+        for name in ("drop_rate", "drop_path_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"--{name} must be in [0, 1), got {value}")
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is split. Shared by every recipe."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub dataset id (`beans`, `ethz/food101`) or a local dataset directory."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub dataset."})
+    train_dir: str | None = field(default=None, metadata={"help": "An imagefolder for training: `<dir>/<label>/*.jpg`."})
+    validation_dir: str | None = field(default=None, metadata={"help": "An imagefolder for validation."})
+    test_dir: str | None = field(default=None, metadata={"help": "An imagefolder for the final test."})
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "A csv/json/jsonl/parquet file for training: one row per example, paths relative to the file."},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Like `train_file`, for validation."})
+    test_file: str | None = field(default=None, metadata={"help": "Like `train_file`, for the final test."})
+    train_split_name: str = field(default="train", metadata={"help": "The dataset's training split."})
+    validation_split_name: str | None = field(
+        default=None,
+        metadata={"help": "The dataset's validation split; found automatically (`validation`, `valid`, `val`, `dev`)."},
+    )
+    test_split_name: str | None = field(
+        default=None, metadata={"help": "The dataset's test split; `test` is used automatically when it exists."}
+    )
+    train_val_split: float = field(
+        default=0.15,
+        metadata={"help": "Fraction of train held out (stratified by label) when the data has no validation split."},
+    )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={"help": "The label column; found automatically when obvious (a ClassLabel, or `label`/`labels`)."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many training examples (for quick runs and debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many validation and test examples."}
+    )
+
+    def __post_init__(self):
+        sources = {
+            "dataset_name": self.dataset_name,
+            "train_dir": self.train_dir,
+            "train_file": self.train_file,
+        }
+        given = [name for name, value in sources.items() if value]
+        if not given:
+            raise ConfigError("No training data: set one of --dataset_name, --train_dir or --train_file.")
+        if len(given) > 1:
+            raise ConfigError(f"Set only one data source, got {', '.join('--' + g for g in given)}.")
+        if not 0.0 < self.train_val_split < 1.0:
+            raise ConfigError(f"--train_val_split must be in (0, 1), got {self.train_val_split}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name} must be > 0, got {value}")
+
+
+@dataclass
+class ImageDataArguments(DataArguments):
+    """Image data: columns, checks and augmentation."""
+
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "The image column (an Image feature, or file paths); found automatically when obvious."},
+    )
+    verify_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image once before training so a corrupt file fails the run at start, by name."},
+    )
+    skip_corrupt_images: bool = field(
+        default=False,
+        metadata={"help": "Drop unreadable images (their count is logged) instead of stopping. Needs verify_images."},
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train and evaluate at this square resolution instead of the checkpoint's (convnets and timm "
+            "models; small source images train much faster at a lower resolution)."
+        },
+    )
+    scale: list[float] = field(
+        default_factory=lambda: [0.08, 1.0],
+        metadata={"help": "Random-resized-crop area range for training, as fractions of the image (timm `scale`)."},
+    )
+    hflip: float = field(default=0.5, metadata={"help": "Probability of a horizontal flip in training (0 for digits, text)."})
+    color_jitter: float | None = field(
+        default=0.4, metadata={"help": "Colour jitter strength in training (timm `color_jitter`); null turns it off."}
+    )
+    auto_augment: str | None = field(
+        default=None,
+        metadata={"help": "timm auto-augment policy for training, e.g. `rand-m9-mstd0.5-inc1` (RandAugment)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.scale) != 2 or not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ConfigError(f"--scale must be two numbers 0 < min <= max <= 1, got {self.scale}")
+        if self.skip_corrupt_images and not self.verify_images:
+            raise ConfigError("--skip_corrupt_images needs --verify_images true (images are checked in that pass).")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"--image_size must be >= 8, got {self.image_size}")
+
+
+@dataclass
+class ReportArguments:
+    """The evaluation report written after training."""
+
+    compare_with: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Output dirs of earlier runs whose results go side by side with this one in report.md."},
+    )
+
+
+def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:
+    """Parse `--config file.yaml` plus command-line overrides into `dataclass_types` instances.
+
+    The YAML's values become defaults and the command line wins, with argparse's type conversion applied to
+    both (so `learning_rate: 1e-4` is a float, not a string). An `env:` mapping in the YAML is exported to
+    the environment first. Unknown keys are refused with the closest valid name.
+
+    Raises:
+        ConfigError: the config file is missing or not a mapping, or holds a key no dataclass has.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    config_path, argv = _pop_config_path(argv)
+    parser = HfArgumentParser(dataclass_types)  # a fresh parser: set_defaults mutates it
+    if config_path is not None:
+        config = _read_config(config_path)
+        for key, value in (config.pop("env", None) or {}).items():
+            os.environ[str(key)] = str(value)
+        _check_keys(config, parser, config_path)
+        parser.set_defaults(**{key: _as_cli_default(value) for key, value in config.items()})
+        for action in parser._actions:
+            if action.dest in config:
+                action.required = False
+    namespaces = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return tuple(namespaces)
+
+
+def _pop_config_path(argv: list[str]) -> tuple[str | None, list[str]]:
+    for i, arg in enumerate(argv):
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a path to a YAML file.")
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of argument names to values, got {type(config).__name__}.")
+    return config
+
+
+def _check_keys(config: dict[str, Any], parser: HfArgumentParser, path: str) -> None:
+    known = {action.dest for action in parser._actions if action.dest != "help"}
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise ConfigError(f"Unknown key `{key}` in {path}.{hint}")
+
+
+def _as_cli_default(value: Any) -> Any:
+    # argparse converts string defaults with the field's type, so YAML scalars go through the same
+    # conversion as command-line strings (YAML reads `1e-4` as a string, and `true` for a str field as bool).
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def to_plain_dict(*dataclass_objs: Any) -> dict[str, Any]:
+    """Merge dataclass instances into one YAML-safe dict of their fields (TrainingArguments included).
+
+    Secrets (`token`, `hub_token`) are dropped: this dict is written to `args.yaml` and the report.
+    """
+    merged: dict[str, Any] = {}
+    for obj in dataclass_objs:
+        values = obj.to_dict() if isinstance(obj, TrainingArguments) else dataclasses.asdict(obj)
+        merged.update(values)
+    plain = {key: _plain(value) for key, value in merged.items() if not key.endswith("token")}
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "value"):  # enums such as IntervalStrategy
+        return value.value
+    return str(value)

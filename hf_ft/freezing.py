@@ -1,0 +1,93 @@
+"""Freezing: train the head only, the head plus the last K blocks, or freeze the backbone for N epochs.
+
+Frozen parameters get `requires_grad = False`; BatchNorm statistics in frozen blocks still adapt to the
+new data in training mode, as in the transformers examples.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from transformers import PreTrainedModel, TrainerCallback
+
+
+def head_parameters(model: PreTrainedModel) -> list[nn.Parameter]:
+    """Parameters of the classification head (transformers `classifier`, or timm's `get_classifier()`).
+
+    Raises:
+        ValueError: the model has no head this function knows.
+    """
+    timm_model = getattr(model, "timm_model", None)
+    head = timm_model.get_classifier() if timm_model is not None else getattr(model, "classifier", None)
+    if head is None:
+        raise ValueError(f"Cannot find the classification head of {type(model).__name__} (no `classifier`).")
+    return list(head.parameters())
+
+
+def backbone_blocks(model: PreTrainedModel) -> list[list[nn.Parameter]]:
+    """The parameters of each backbone block, in forward order: transformer layers, or stages for convnets.
+
+    timm models are grouped by their own `group_matcher` (timm's grouping for layer-wise LR decay), less the
+    stem group and the head; transformers models by their outermost `ModuleList` (`encoder.layer`,
+    `encoder.stages`, ...).
+
+    Raises:
+        ValueError: no block structure can be found.
+    """
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None:
+        return _timm_blocks(timm_model)
+    lists = [(name, module) for name, module in model.base_model.named_modules() if isinstance(module, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"Cannot find the blocks of {type(model).__name__}: it has no ModuleList of layers.")
+    _, outermost = min(lists, key=lambda item: item[0].count("."))
+    return [list(block.parameters()) for block in outermost]
+
+
+def _timm_blocks(timm_model: nn.Module) -> list[list[nn.Parameter]]:
+    from timm.models import group_parameters
+
+    groups = group_parameters(timm_model, timm_model.group_matcher(coarse=True))
+    params = dict(timm_model.named_parameters())
+    head = {id(p) for p in timm_model.get_classifier().parameters()}
+    ordered = [[params[name] for name in names] for _, names in sorted(groups.items())]
+    # timm's first group is the stem (patch embedding / first conv), not a block.
+    return [block for block in ordered[1:] if not any(id(p) in head for p in block)]
+
+
+def set_trainable(model: PreTrainedModel, trainable_blocks: int | None) -> None:
+    """Train everything (`None`), or only the head plus the last `trainable_blocks` blocks.
+
+    Raises:
+        ValueError: `trainable_blocks` is larger than the number of blocks.
+    """
+    if trainable_blocks is None:
+        model.requires_grad_(True)
+        return
+    blocks = backbone_blocks(model)
+    if trainable_blocks > len(blocks):
+        raise ValueError(f"--trainable_blocks {trainable_blocks} exceeds the model's {len(blocks)} blocks.")
+    model.requires_grad_(False)
+    for param in head_parameters(model):
+        param.requires_grad_(True)
+    for block in blocks[len(blocks) - trainable_blocks :]:
+        for param in block:
+            param.requires_grad_(True)
+
+
+class FreezeBackboneCallback(TrainerCallback):
+    """Train only the head for the first `epochs` epochs, then restore `trainable_blocks`.
+
+    The freeze happens at train begin, after the Trainer built its optimizer over every parameter that will
+    train later: frozen parameters get no gradient, so AdamW skips them (weight decay included). Under DDP
+    this relies on `find_unused_parameters`, which the Trainer turns on for transformers models.
+    """
+
+    def __init__(self, model: PreTrainedModel, epochs: float, trainable_blocks: int | None):
+        self.model, self.epochs, self.trainable_blocks = model, epochs, trainable_blocks
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        set_trainable(self.model, 0 if state.epoch < self.epochs else self.trainable_blocks)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if state.epoch >= self.epochs:
+            set_trainable(self.model, self.trainable_blocks)

@@ -1,0 +1,170 @@
+"""One path to a classifier: any transformers image checkpoint or timm checkpoint, head sized to the data.
+
+timm checkpoints (`timm/<name>` Hub ids, `timm.models.save_for_hf` dirs, transformers' own TimmWrapper
+saves) load through transformers' TimmWrapper, so the output loads both with `pipeline()` and with
+`timm.create_model("local-dir:...")`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from huggingface_hub import constants
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    BaseImageProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
+    TimmWrapperConfig,
+    TimmWrapperImageProcessor,
+)
+
+from .args import ModelArguments
+
+logger = logging.getLogger(__name__)
+
+# transformers config attributes that hold dropout / drop-path rates, by the timm name we expose.
+_DROPOUT_ATTRIBUTES = {
+    "drop_rate": ("hidden_dropout_prob", "classifier_dropout", "classifier_dropout_prob", "dropout"),
+    "drop_path_rate": ("drop_path_rate",),
+}
+
+
+def check_model_source(model_name_or_path: str) -> None:
+    """Fail early, with the fix, for a checkpoint that cannot be found before anything is downloaded.
+
+    Raises:
+        FileNotFoundError: a path that looks local (absolute, ./, ~, or not a valid Hub id) does not exist.
+    """
+    if Path(model_name_or_path).expanduser().exists():
+        return
+    try:
+        validate_repo_id(model_name_or_path)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"Checkpoint {model_name_or_path} does not exist: it is neither a local directory nor a valid Hub id."
+        ) from None
+    if model_name_or_path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"Checkpoint directory {model_name_or_path} does not exist.")
+
+
+def load_image_classifier(
+    model_args: ModelArguments, label_names: list[str], *, image_size: int | None = None
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """Load a checkpoint with a classification head for `label_names`, and its image processor.
+
+    The head is replaced when its size differs (`ignore_mismatched_sizes`); `id2label`/`label2id` come from
+    the data. `image_size` changes the resolution recorded in the saved preprocessing config, so the saved
+    model is used at the size it was trained at.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        ValueError: a Hub checkpoint is asked for while offline and is not cached, or a dropout setting the
+            model does not have.
+    """
+    source = model_args.model_name_or_path
+    check_model_source(source)
+    hub_kwargs = {
+        "revision": model_args.model_revision,
+        "cache_dir": model_args.cache_dir,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    with _offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        _set_labels(config, label_names)
+        _set_regularisation(config, model_args)
+        if image_size is not None:
+            _set_image_size(config, image_size)
+        model = AutoModelForImageClassification.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+        )
+        processor = _image_processor(source, config, image_size, hub_kwargs)
+    return model, processor
+
+
+class _offline_hint:
+    """Turn 'cannot find it' errors raised while offline into one line that says what to do."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, OSError) and constants.HF_HUB_OFFLINE:
+            raise ValueError(
+                f"Checkpoint `{self.source}` is not a local directory and not in the Hugging Face cache, and "
+                "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a "
+                "local checkpoint."
+            ) from exc
+        return False
+
+
+def _set_labels(config: PretrainedConfig, label_names: list[str]) -> None:
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    if isinstance(config, TimmWrapperConfig):
+        # timm 1.0.3x `save_for_hf` records num_classes in model_args as well; TimmWrapper passes both to
+        # timm.create_model, which then fails with "got multiple values for keyword argument 'num_classes'".
+        config.model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
+        config.label_names = list(label_names)
+
+
+def _set_regularisation(config: PretrainedConfig, model_args: ModelArguments) -> None:
+    for name in ("drop_rate", "drop_path_rate"):
+        value = getattr(model_args, name)
+        if value is None:
+            continue
+        if isinstance(config, TimmWrapperConfig):
+            config.model_args = {**(config.model_args or {}), name: value}
+            continue
+        attributes = [a for a in _DROPOUT_ATTRIBUTES[name] if hasattr(config, a)]
+        if not attributes:
+            raise ValueError(
+                f"--{name} is not supported by {type(config).__name__} (it has none of {_DROPOUT_ATTRIBUTES[name]}); "
+                f"remove it from the config."
+            )
+        for attribute in attributes:
+            setattr(config, attribute, value)
+
+
+def _set_image_size(config: PretrainedConfig, image_size: int) -> None:
+    if isinstance(config, TimmWrapperConfig):
+        pretrained_cfg = copy.deepcopy(config.pretrained_cfg)
+        pretrained_cfg["input_size"] = [3, image_size, image_size]
+        pretrained_cfg.pop("test_input_size", None)  # evaluate at the size we train at
+        config.pretrained_cfg = pretrained_cfg
+    elif hasattr(config, "image_size"):
+        config.image_size = image_size
+
+
+def _image_processor(source: str, config: PretrainedConfig, image_size: int | None, hub_kwargs: dict) -> BaseImageProcessor:
+    if isinstance(config, TimmWrapperConfig):
+        # TimmWrapper keeps its preprocessing in config.json (pretrained_cfg); build it from the edited config.
+        return TimmWrapperImageProcessor(pretrained_cfg=config.pretrained_cfg, architecture=config.architecture)
+    processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+    if image_size is not None:
+        if processor.size.get("shortest_edge"):
+            processor.size = {"shortest_edge": image_size}
+        else:
+            processor.size = {"height": image_size, "width": image_size}
+        if getattr(processor, "crop_size", None):
+            processor.crop_size = {"height": image_size, "width": image_size}
+    return processor
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

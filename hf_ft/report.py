@@ -1,0 +1,528 @@
+"""The evaluation report of a classification run: the first thing a person opens after training.
+
+`write_report` writes into the run's output dir:
+
+- `eval_results.json`: per split accuracy, macro F1, top-5 accuracy (more than 5 classes), the majority-class
+  baseline and the number of samples (the same metric code as training-time evaluation: `hf_ft.metrics`);
+- `<split>_per_class.csv`: precision, recall, F1 and support of every class;
+- `<split>_confusion_matrix.png`: rows normalized by true class;
+- `training_curves.png`: losses and eval metrics against the step, from `trainer.state.log_history`;
+- `report.md`: all of it in words, tables and pictures, side by side with earlier runs if asked.
+
+Call it on the main process only (it writes files).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from hf_ft.metrics import TOP_K, check_classification_inputs, classification_metrics, load
+from hf_ft.runs import ARGS_FILE
+
+EVAL_RESULTS_FILE = "eval_results.json"
+REPORT_FILE = "report.md"
+CURVES_FILE = "training_curves.png"
+# How many classes the "hardest classes" section lists.
+NUM_WORST_CLASSES = 5
+# Above this many classes the confusion matrix cells are too small to carry a printed number.
+MAX_ANNOTATED_CLASSES = 30
+# Metrics plotted against the step when the evaluation logged them (Trainer prefixes them with "eval_").
+_CURVE_METRICS = {
+    "eval_accuracy": "accuracy",
+    "eval_f1": "macro F1",
+    f"eval_top{TOP_K}_accuracy": f"top-{TOP_K} accuracy",
+}
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class _SplitResult:
+    """Everything the report shows about one split."""
+
+    metrics: dict[str, float]
+    # Per class id: precision, recall, f1 (NaN where undefined: the class is absent and never predicted) and
+    # support.
+    per_class: dict[str, np.ndarray]
+    # Counts: rows are true classes, columns predicted classes.
+    confusion: np.ndarray
+
+
+@dataclass
+class _EarlierRun:
+    """An earlier run named in `compare_with`."""
+
+    path: Path
+    model: str | None
+    results: dict[str, dict[str, float]]
+
+
+def write_report(
+    output_dir: str | Path,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    label_names: list[str],
+    train_label_counts: list[int],
+    log_history: list[dict],
+    summary: dict,
+    compare_with: Iterable[str | Path] = (),
+) -> dict[str, dict[str, float]]:
+    """Write the evaluation report of a single-label classification run into `output_dir`.
+
+    All inputs are checked before anything is written, so a bad argument leaves `output_dir` untouched.
+
+    Args:
+        output_dir: Where the files go (created if missing).
+        splits: Split name ("validation", "test") -> (logits of shape (N, C), label ids of shape (N,)).
+            "test" (or else the last split) is the one the report dwells on.
+        label_names: Class names, indexed by class id (C of them).
+        train_label_counts: Samples per class id in the training split. The majority-class baseline always
+            predicts the most frequent training class (the lowest id on a tie), as a model without inputs would.
+        log_history: `trainer.state.log_history`, for the training curves (may be empty).
+        summary: `{"model", "dataset", "task", "config" (resolved arguments, plain values), "num_samples"
+            ({"train", "validation", "test"}), "trainable_parameters", "total_parameters", "train_runtime_s"}`.
+            Missing entries show as "—".
+        compare_with: Output dirs of earlier runs; their `eval_results.json` (and the model name from their
+            `args.yaml`) go side by side with this run.
+
+    Returns:
+        Per split metrics, as written to `eval_results.json`.
+
+    Raises:
+        ValueError: A split has a bad name, shapes that do not match, or label ids outside the classes;
+            `train_label_counts` does not fit the classes; `summary["config"]` is not plain YAML data; a
+            `compare_with` dir is missing or holds no readable results.
+    """
+    label_names = [str(name) for name in label_names]
+    splits = _check_splits(splits, len(label_names))
+    train_counts = _check_train_counts(train_label_counts, len(label_names))
+    config_yaml = _config_yaml(summary.get("config") or {})
+    earlier_runs = [_read_earlier_run(Path(path)) for path in compare_with]
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    majority_class = int(np.argmax(train_counts))
+    results = {
+        name: _evaluate_split(logits, labels, len(label_names), majority_class)
+        for name, (logits, labels) in splits.items()
+    }
+    for name, result in results.items():
+        _write_per_class_csv(output_dir / f"{name}_per_class.csv", result, label_names)
+        _plot_confusion_matrix(output_dir / f"{name}_confusion_matrix.png", result, label_names, name)
+    has_curves = _plot_training_curves(output_dir / CURVES_FILE, log_history)
+    metrics = {name: result.metrics for name, result in results.items()}
+    with open(output_dir / EVAL_RESULTS_FILE, "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    markdown = _render_markdown(
+        results, label_names, train_counts, summary, config_yaml, earlier_runs, has_curves, output_dir
+    )
+    (output_dir / REPORT_FILE).write_text(markdown, encoding="utf-8")
+    return metrics
+
+
+# --- checking the inputs ---------------------------------------------------------------------------------------
+
+
+def check_compare_with(paths: Iterable[str | Path]) -> None:
+    """Fail before training, not after it, when a `compare_with` dir cannot be compared.
+
+    Raises:
+        ValueError: a dir is missing or holds no readable results (`write_report` reads them again at the end).
+    """
+    for path in paths:
+        _read_earlier_run(Path(path))
+
+
+def _check_splits(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]], num_labels: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Return the splits as checked numpy arrays (see `check_classification_inputs`)."""
+    if not splits:
+        raise ValueError("splits is empty: pass at least one split, e.g. {'validation': (logits, label_ids)}.")
+    checked = {}
+    for name, arrays in splits.items():
+        # Split names become file names.
+        if not _SPLIT_NAME.match(str(name)):
+            raise ValueError(f"Split name {name!r} must be letters, digits, '_', '-' or '.' (it names files).")
+        if not isinstance(arrays, (tuple, list)) or len(arrays) != 2:
+            raise ValueError(f"splits[{name!r}] must be a (logits, label_ids) pair.")
+        what = f"split {name!r} ({num_labels} label names)"
+        checked[name] = check_classification_inputs(*arrays, num_labels, what=what)
+    return checked
+
+
+def _check_train_counts(train_label_counts: list[int], num_labels: int) -> np.ndarray:
+    counts = np.asarray(train_label_counts)
+    if counts.shape != (num_labels,):
+        raise ValueError(
+            f"train_label_counts must have one count per class ({num_labels} label names), got shape {counts.shape}."
+        )
+    if np.any(counts < 0) or counts.sum() <= 0:
+        raise ValueError(f"train_label_counts must be non-negative with a positive total, got {counts.tolist()}.")
+    return counts
+
+
+def _config_yaml(config: dict) -> str:
+    try:
+        return yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
+    except yaml.YAMLError as error:
+        raise ValueError(
+            f"summary['config'] must hold plain values (str, int, float, bool, None, lists, dicts): {error}"
+        ) from error
+
+
+def _read_earlier_run(path: Path) -> _EarlierRun:
+    """Read an earlier run's results (and model name), or say clearly why that dir cannot be compared."""
+    results_file = path / EVAL_RESULTS_FILE
+    if not path.is_dir():
+        raise ValueError(f"compare_with: {path} is not a directory. Pass the output_dir of an earlier hf_ft run.")
+    if not results_file.is_file():
+        raise ValueError(
+            f"compare_with: {path} holds no {EVAL_RESULTS_FILE}. Pass the output_dir of an earlier hf_ft run "
+            "that finished its evaluation."
+        )
+    try:
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"compare_with: cannot read {results_file}: {error}") from error
+    if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
+        raise ValueError(f"compare_with: {results_file} is not a {{split: {{metric: value}}}} mapping.")
+    model = None
+    args_file = path / ARGS_FILE
+    if args_file.is_file():
+        try:
+            args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ValueError(f"compare_with: cannot read {args_file}: {error}") from error
+        model = args.get("model_name_or_path") if isinstance(args, dict) else None
+    return _EarlierRun(path=path, model=model, results=results)
+
+
+# --- computing -------------------------------------------------------------------------------------------------
+
+
+def _evaluate_split(logits: np.ndarray, labels: np.ndarray, num_labels: int, majority_class: int) -> _SplitResult:
+    predictions = logits.argmax(axis=-1)
+    metrics = classification_metrics(logits, labels, num_labels)
+    metrics["majority_baseline_accuracy"] = float(np.mean(labels == majority_class))
+    metrics["num_samples"] = len(labels)
+    # Every class id, present or not, so the rows line up with label_names. NaN marks "undefined" (e.g. the
+    # precision of a class never predicted) instead of a 0 that reads like a failure.
+    class_ids = list(range(num_labels))
+    per_class = {
+        name: load(name).compute(
+            predictions=predictions, references=labels, labels=class_ids, average=None, zero_division=np.nan
+        )[name]
+        for name in ("precision", "recall", "f1")
+    }
+    per_class["support"] = np.bincount(labels, minlength=num_labels)
+    confusion = load("confusion_matrix").compute(predictions=predictions, references=labels, labels=class_ids)
+    return _SplitResult(metrics=metrics, per_class=per_class, confusion=confusion["confusion_matrix"])
+
+
+def _worst_classes(result: _SplitResult, count: int) -> list[int]:
+    """Class ids with the lowest F1, among the classes that occur in the split (ties: lower id first)."""
+    present = np.flatnonzero(result.per_class["support"] > 0)
+    return sorted(present.tolist(), key=lambda i: (result.per_class["f1"][i], i))[:count]
+
+
+def _most_confused_with(result: _SplitResult, class_id: int) -> tuple[int, int] | None:
+    """(class most often predicted instead of `class_id`, how often), or None if it is never mistaken."""
+    row = result.confusion[class_id].copy()
+    row[class_id] = 0
+    if row.max() == 0:
+        return None
+    other = int(np.argmax(row))
+    return other, int(row[other])
+
+
+# --- files -----------------------------------------------------------------------------------------------------
+
+
+def _write_per_class_csv(path: Path, result: _SplitResult, label_names: list[str]) -> None:
+    columns = ("precision", "recall", "f1")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class_id", "class_name", *columns, "support"])
+        for class_id, name in enumerate(label_names):
+            # An empty cell is an undefined value (NaN), which spreadsheets and pandas read as missing.
+            values = [_csv_float(result.per_class[column][class_id]) for column in columns]
+            writer.writerow([class_id, name, *values, int(result.per_class["support"][class_id])])
+
+
+def _csv_float(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6f}"
+
+
+def _plot_confusion_matrix(path: Path, result: _SplitResult, label_names: list[str], split: str) -> None:
+    """Save the confusion matrix normalized by true class (rows sum to 1; rows of absent classes stay 0)."""
+    num_labels = len(label_names)
+    row_sums = result.confusion.sum(axis=1, keepdims=True)
+    normalized = np.divide(result.confusion, row_sums, out=np.zeros(result.confusion.shape), where=row_sums > 0)
+
+    # Figure (not pyplot) renders with Agg: no display, no GUI backend, no global state to disturb.
+    side = min(7 + 0.25 * max(num_labels - 10, 0), 40)
+    figure = Figure(figsize=(side, side), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(normalized, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of the true class")
+    fontsize = _tick_fontsize(num_labels)
+    names = [_shorten(name) for name in label_names]
+    ticks = np.arange(num_labels)
+    if num_labels <= 10:
+        axes.set_xticks(ticks, names, fontsize=fontsize, rotation=45, ha="right", rotation_mode="anchor")
+    else:
+        axes.set_xticks(ticks, names, fontsize=fontsize, rotation=90)
+    axes.set_yticks(ticks, names, fontsize=fontsize)
+    axes.set_xlabel("Predicted class")
+    axes.set_ylabel("True class")
+    accuracy = result.metrics["accuracy"]
+    axes.set_title(f"Confusion matrix, {split} split: accuracy {accuracy:.2%}\n(rows normalized by true class)")
+    if num_labels <= MAX_ANNOTATED_CLASSES:
+        _annotate_cells(axes, normalized, fontsize)
+    figure.savefig(path, dpi=100)
+
+
+def _annotate_cells(axes: Any, normalized: np.ndarray, fontsize: float) -> None:
+    # Empty cells stay blank so the mistakes that did happen stand out.
+    for (row, column), value in np.ndenumerate(normalized):
+        if value > 0:
+            color = "white" if value > 0.5 else "black"
+            axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=fontsize, color=color)
+
+
+def _tick_fontsize(num_labels: int) -> float:
+    if num_labels <= 10:
+        return 10
+    if num_labels <= 30:
+        return 8
+    if num_labels <= 100:
+        return 6
+    return 3
+
+
+def _shorten(name: str, limit: int = 24) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _plot_training_curves(path: Path, log_history: list[dict]) -> bool:
+    """Plot losses and eval metrics against the step; return False (no file) when nothing was logged."""
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
+    evals = [entry for entry in log_history if "step" in entry and any(k.startswith("eval_") for k in entry)]
+    eval_loss = [(entry["step"], entry["eval_loss"]) for entry in evals if "eval_loss" in entry]
+    metric_keys = [key for key in _CURVE_METRICS if any(key in entry for entry in evals)]
+    if not train and not eval_loss and not metric_keys:
+        return False
+
+    has_loss = bool(train or eval_loss)
+    num_panels = has_loss + bool(metric_keys)
+    figure = Figure(figsize=(6.5 * num_panels, 4.5), layout="constrained")
+    panels = figure.subplots(1, num_panels, squeeze=False)[0]
+    if has_loss:
+        _plot_series(panels[0], [("training loss", train), ("eval loss", eval_loss)], "loss", "Loss")
+    if metric_keys:
+        series = [(_CURVE_METRICS[key], [(e["step"], e[key]) for e in evals if key in e]) for key in metric_keys]
+        _plot_series(panels[-1], series, "score", "Evaluation metrics")
+    figure.savefig(path, dpi=100)
+    return True
+
+
+def _plot_series(axes: Any, series: list[tuple[str, list[tuple[float, float]]]], ylabel: str, title: str) -> None:
+    for label, points in series:
+        if points:
+            steps, values = zip(*points)
+            # Markers: with a handful of evaluations a bare line hides where the measurements are.
+            axes.plot(steps, values, label=label, marker="o" if len(points) <= 30 else None, markersize=3)
+    axes.set_xlabel("step")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+
+
+# --- report.md -------------------------------------------------------------------------------------------------
+
+
+def _render_markdown(
+    results: dict[str, _SplitResult],
+    label_names: list[str],
+    train_counts: np.ndarray,
+    summary: dict,
+    config_yaml: str,
+    earlier_runs: list[_EarlierRun],
+    has_curves: bool,
+    output_dir: Path,
+) -> str:
+    focus = "test" if "test" in results else list(results)[-1]
+    sections = [
+        _title_section(results[focus], focus, summary),
+        _summary_section(summary, len(label_names)),
+        _metrics_section(results, label_names, train_counts),
+        _worst_classes_section(results[focus], focus, label_names),
+        _figures_section(results, has_curves),
+    ]
+    if earlier_runs:
+        sections.append(_comparison_section(results, earlier_runs, summary, output_dir))
+    sections.append(_config_section(config_yaml))
+    return "\n\n".join(sections) + "\n"
+
+
+def _title_section(result: _SplitResult, split: str, summary: dict) -> str:
+    metrics = result.metrics
+    headline = (
+        f"**{split.capitalize()} accuracy {_pct(metrics['accuracy'])}**, macro F1 {metrics['f1']:.4f}, on "
+        f"{metrics['num_samples']:,} samples. Always predicting the most frequent training class would score "
+        f"{_pct(metrics['majority_baseline_accuracy'])}."
+    )
+    return f"# Evaluation report: {_md(summary.get('model', 'model'))}\n\n{headline}"
+
+
+def _summary_section(summary: dict, num_labels: int) -> str:
+    sizes = summary.get("num_samples") or {}
+    samples = " · ".join(f"{name} {count:,}" for name, count in sizes.items() if count is not None)
+    rows = [
+        ("Model", _code(summary.get("model"))),
+        ("Dataset", _code(summary.get("dataset"))),
+        ("Task", _md(summary.get("task", "—"))),
+        ("Classes", str(num_labels)),
+        ("Samples", samples or "—"),
+        ("Trainable parameters", _parameters(summary.get("trainable_parameters"), summary.get("total_parameters"))),
+        ("Training time", _duration(summary.get("train_runtime_s"))),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"## Summary\n\n| | |\n|---|---|\n{table}"
+
+
+def _metrics_section(results: dict[str, _SplitResult], label_names: list[str], train_counts: np.ndarray) -> str:
+    top_k = f"top{TOP_K}_accuracy"
+    with_top_k = len(label_names) > TOP_K
+    header = "| Split | Samples | Accuracy | Majority-class baseline | Macro F1 |"
+    header += f" Top-{TOP_K} accuracy |" * with_top_k
+    align = "|---|---:|---:|---:|---:|" + "---:|" * with_top_k
+    rows = []
+    for name, result in results.items():
+        m = result.metrics
+        cells = [f"{m['num_samples']:,}", _pct(m["accuracy"]), _pct(m["majority_baseline_accuracy"]), f"{m['f1']:.4f}"]
+        cells += [_pct(m[top_k])] * with_top_k
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    majority = int(np.argmax(train_counts))
+    notes = (
+        f"The majority-class baseline always predicts {_md(label_names[majority])}, the most frequent class of the "
+        f"training split ({int(train_counts[majority]):,} of {int(train_counts.sum()):,} samples): a model that "
+        "does not clearly beat it has learned little. Macro F1 is the unweighted mean of the per-class F1 over "
+        "the classes present in the split, so rare classes count as much as common ones."
+    )
+    return "## Metrics\n\n" + "\n".join([header, align, *rows]) + "\n\n" + notes
+
+
+def _worst_classes_section(result: _SplitResult, split: str, label_names: list[str]) -> str:
+    worst = _worst_classes(result, NUM_WORST_CLASSES)
+    rows = []
+    for class_id in worst:
+        confused = _most_confused_with(result, class_id)
+        support = int(result.per_class["support"][class_id])
+        often = f"{_md(label_names[confused[0]])} ({confused[1]:,} of {support:,})" if confused else "— (no mistakes)"
+        values = " | ".join(_fmt(result.per_class[column][class_id]) for column in ("f1", "precision", "recall"))
+        rows.append(f"| {_md(label_names[class_id])} | {values} | {support:,} | {often} |")
+    return (
+        f"## Hardest classes ({split})\n\n"
+        f"The {len(worst)} classes with the lowest F1 on the {split} split, and the class each is most often "
+        f"predicted as instead. Every class is in [`{split}_per_class.csv`]({split}_per_class.csv).\n\n"
+        "| Class | F1 | Precision | Recall | Support | Often predicted as |\n"
+        "|---|---:|---:|---:|---:|---|\n" + "\n".join(rows)
+    )
+
+
+def _figures_section(results: dict[str, _SplitResult], has_curves: bool) -> str:
+    parts = ["## Confusion matrices", "Rows are the true classes, normalized so each row sums to 1."]
+    for name in results:
+        parts.append(f"### {name}\n\n![Confusion matrix, {name} split]({name}_confusion_matrix.png)")
+    parts.append("## Training curves")
+    if has_curves:
+        parts.append(f"![Training loss, eval loss and eval metrics against the step]({CURVES_FILE})")
+    else:
+        parts.append("_No losses or evaluation metrics were logged during training._")
+    return "\n\n".join(parts)
+
+
+def _comparison_section(
+    results: dict[str, _SplitResult], earlier_runs: list[_EarlierRun], summary: dict, output_dir: Path
+) -> str:
+    splits = list(results)
+    header = "| Run | Model | " + " | ".join(f"{s} accuracy | {s} macro F1" for s in splits) + " |"
+    align = "|---|---|" + "---:|---:|" * len(splits)
+    this_run = {name: result.metrics for name, result in results.items()}
+    rows = [_comparison_row(f"**this run** ({_code(output_dir.name)})", summary.get("model"), this_run, splits)]
+    rows += [_comparison_row(_code(str(run.path)), run.model, run.results, splits) for run in earlier_runs]
+    return (
+        "## Compared with earlier runs\n\n"
+        "The same splits side by side; \"—\" where a run has no such result.\n\n" + "\n".join([header, align, *rows])
+    )
+
+
+def _comparison_row(label: str, model: str | None, results: dict[str, dict], splits: list[str]) -> str:
+    cells = []
+    for split in splits:
+        metrics = results.get(split, {})
+        accuracy, f1 = metrics.get("accuracy"), metrics.get("f1")
+        cells += [_pct(accuracy) if _is_number(accuracy) else "—", f"{f1:.4f}" if _is_number(f1) else "—"]
+    return f"| {label} | {_code(model)} | " + " | ".join(cells) + " |"
+
+
+def _config_section(config_yaml: str) -> str:
+    return (
+        "## Configuration\n\n<details>\n<summary>Resolved arguments (click to expand)</summary>\n\n"
+        f"```yaml\n{config_yaml}```\n\n</details>"
+    )
+
+
+# --- formatting ------------------------------------------------------------------------------------------------
+
+
+def _md(text: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: Any) -> str:
+    return "—" if text in (None, "") else f"`{str(text).replace('`', '')}`"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _fmt(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.4f}"
+
+
+def _parameters(trainable: int | None, total: int | None) -> str:
+    if trainable is None:
+        return "—"
+    if not total:
+        return f"{trainable:,}"
+    return f"{trainable:,} of {total:,} ({100 * trainable / total:.3g}%)"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{seconds:.1f} s"

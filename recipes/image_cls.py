@@ -1,0 +1,155 @@
+"""Fine-tune an image classifier (transformers or timm checkpoint) on a Hub or local dataset.
+
+    accelerate launch recipes/image_cls.py --config recipes/configs/image_cls/vit_beans.yaml [--key value ...]
+    python recipes/image_cls.py --config ...            # same thing, one process
+
+Every YAML key is a field of ModelArguments, ImageDataArguments, ReportArguments or transformers'
+TrainingArguments; the command line overrides the YAML. Hardware (CPU, GPUs, mixed precision backend,
+DDP/FSDP/DeepSpeed) comes from the Accelerate config only.
+
+Writes to output_dir: the model + preprocessing config (loads with `pipeline("image-classification")`,
+and with `timm.create_model("local-dir:...")` for timm models), README.md model card, eval_results.json,
+per-class CSVs, confusion matrices, training curves, report.md and args.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from transformers import Trainer, TrainingArguments, set_seed
+
+from hf_ft import hub, metrics, report
+from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, parse_args, to_plain_dict
+from hf_ft.data import attach_transforms, collate, load_image_classification_data
+from hf_ft.data.labels import label_counts
+from hf_ft.freezing import FreezeBackboneCallback, set_trainable
+from hf_ft.models import count_parameters, load_image_classifier
+from hf_ft.runs import prepare_output_dir, setup_logging
+
+logger = logging.getLogger("hf_ft")
+
+
+def main(
+    model_args: ModelArguments,
+    data_args: ImageDataArguments,
+    report_args: ReportArguments,
+    training_args: TrainingArguments,
+) -> dict[str, dict[str, float]]:
+    setup_logging(training_args.should_log)
+
+    # ---- Checks that must pass before any long work ----
+    repo_id = None
+    if training_args.push_to_hub:
+        repo_id = hub.preflight_push(
+            training_args.hub_model_id, training_args.output_dir, training_args.hub_token, training_args.hub_private_repo
+        )
+        training_args.push_to_hub = False  # pushed once at the end, with the report and card
+    report.check_compare_with(report_args.compare_with)
+    run_args = to_plain_dict(model_args, data_args, report_args, training_args)
+    resume_from = prepare_output_dir(
+        training_args.output_dir,
+        run_args,
+        resume_from_checkpoint=training_args.resume_from_checkpoint,
+        is_main_process=training_args.should_save,
+    )
+    set_seed(training_args.seed)
+
+    # ---- Data ----
+    data = load_image_classification_data(
+        data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
+    )
+    logger.info("Splits: %s", {name: len(split) for name, split in data.splits.items()})
+    logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
+
+    # ---- Model ----
+    model, processor = load_image_classifier(model_args, data.label_names, image_size=data_args.image_size)
+    set_trainable(model, model_args.trainable_blocks)
+    trainable, total = count_parameters(model)
+    logger.info("Model %s: %s trainable of %s parameters (%.1f%%)", type(model).__name__, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+
+    # ---- Trainer ----
+    training_args.remove_unused_columns = False  # the transforms need the raw `image` column
+    splits = attach_transforms(data.splits, processor, data_args)
+    callbacks = []
+    if model_args.freeze_backbone_epochs > 0:
+        callbacks.append(FreezeBackboneCallback(model, model_args.freeze_backbone_epochs, model_args.trainable_blocks))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=metrics.compute_metrics_for_classification(len(data.label_names)),
+        callbacks=callbacks,
+    )
+    global_batch = (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
+    )
+    logger.info("Effective global batch size: %d (%d processes)", global_batch, training_args.world_size)
+
+    # ---- Train ----
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # ---- Evaluate on validation and test ----
+    predictions = {}
+    for name in ("validation", "test"):
+        if name in splits:
+            output = trainer.predict(splits[name], metric_key_prefix="eval" if name == "validation" else "test")
+            trainer.log_metrics(name, output.metrics)
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            predictions[name] = (np.asarray(logits), np.asarray(output.label_ids))
+
+    # ---- Report, model card, push (main process only) ----
+    results: dict[str, dict[str, float]] = {}
+    if trainer.is_world_process_zero():
+        results = report.write_report(
+            training_args.output_dir,
+            splits=predictions,
+            label_names=data.label_names,
+            train_label_counts=label_counts(data.splits["train"], len(data.label_names)).tolist(),
+            log_history=trainer.state.log_history,
+            summary={
+                "model": model_args.model_name_or_path,
+                "dataset": data_args.dataset_name or data_args.train_dir or data_args.train_file,
+                "task": "image-classification",
+                "config": run_args,
+                "num_samples": {name: len(split) for name, split in data.splits.items()},
+                "trainable_parameters": trainable,
+                "total_parameters": total,
+                "train_runtime_s": train_result.metrics.get("train_runtime"),
+            },
+            compare_with=report_args.compare_with,
+        )
+        hub.write_model_card(
+            training_args.output_dir,
+            base_model=model_args.model_name_or_path,
+            dataset_name=data_args.dataset_name,
+            task="image-classification",
+            label_names=data.label_names,
+            results=results,
+            training_args={
+                "learning_rate": training_args.learning_rate,
+                "num_train_epochs": training_args.num_train_epochs,
+                "per_device_train_batch_size": training_args.per_device_train_batch_size,
+                "effective_batch_size": global_batch,
+                "seed": training_args.seed,
+                "mixed_precision": training_args.mixed_precision,
+            },
+            library_name="timm" if getattr(model, "timm_model", None) is not None else "transformers",
+        )
+        if repo_id:
+            url = hub.push_to_hub(training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            logger.info("Pushed to %s", url)
+        logger.info("Model, report and card in %s (open report.md first)", training_args.output_dir)
+    trainer.end()
+    return results
+
+
+if __name__ == "__main__":
+    main(*parse_args((ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments)))

@@ -1,0 +1,210 @@
+"""The image recipe end to end, run the way users run it: `accelerate launch recipes/image_cls.py --config ...`.
+
+Tiny checkpoints (built in fixtures) on sklearn's real digits, on CPU, a few seconds of training each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+RECIPE = REPO / "recipes" / "image_cls.py"
+CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
+TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
+
+
+def recipe_config(tmp_path: Path, digits_dir: Path, checkpoint: Path, output_dir: Path, **overrides) -> Path:
+    config = {
+        "model_name_or_path": str(checkpoint),
+        "train_dir": str(digits_dir / "train"),
+        "validation_dir": str(digits_dir / "validation"),
+        "test_dir": str(digits_dir / "test"),
+        "image_size": 32,
+        "scale": [0.7, 1.0],
+        "hflip": 0.0,
+        "color_jitter": None,
+        "max_train_samples": 600,
+        "output_dir": str(output_dir),
+        "num_train_epochs": 3,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 128,
+        "learning_rate": 3.0e-3,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_steps": 5,
+        "seed": 7,
+        "use_cpu": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+    config.update(overrides)
+    path = tmp_path / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def launch(config: Path, *extra: str, accelerate_config: Path = CPU_CONFIG, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+               "--main_process_port", str(free_port()), str(RECIPE), "--config", str(config), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env(), timeout=600)
+    if check and result.returncode != 0:
+        errors = "\n".join(line for line in result.stderr.splitlines() if "Error" in line)
+        raise AssertionError(f"recipe failed ({result.returncode}):\n{errors}\n{result.stderr[-3000:]}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1"}
+
+
+def results(output_dir: Path) -> dict:
+    return json.loads((output_dir / "eval_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def timm_run(tmp_path_factory, digits_dir, tiny_timm_dir):
+    """One complete timm-based run through `accelerate launch`, shared by the assertions below."""
+    tmp = tmp_path_factory.mktemp("timm_run")
+    output_dir = tmp / "out"
+    launch(recipe_config(tmp, digits_dir, tiny_timm_dir, output_dir))
+    return output_dir
+
+
+def test_timm_run_learns_and_beats_the_baseline(timm_run):
+    test = results(timm_run)["test"]
+    assert test["accuracy"] > 0.5
+    assert test["accuracy"] > test["majority_baseline_accuracy"] + 0.3
+    history = json.loads((timm_run / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert losses[-1] < losses[0]
+
+
+def test_timm_run_writes_the_full_report(timm_run):
+    for name in ("report.md", "README.md", "args.yaml", "validation_per_class.csv", "test_per_class.csv",
+                 "test_confusion_matrix.png", "training_curves.png", "model.safetensors", "config.json"):
+        assert (timm_run / name).is_file(), name
+    assert f"Test accuracy {results(timm_run)['test']['accuracy']:.2%}" in (timm_run / "report.md").read_text()
+
+
+def test_timm_output_loads_with_pipeline_and_timm_and_reproduces_the_report(timm_run, digits_dir):
+    """The report's test accuracy is what `pipeline()` gives on the test images: same preprocessing, same model."""
+    import timm
+    import torch
+    from PIL import Image
+    from transformers import pipeline
+
+    classifier = pipeline("image-classification", model=str(timm_run), device="cpu")
+    files = sorted((digits_dir / "test").glob("*/*.png"))
+    images = [Image.open(f).convert("RGB") for f in files]
+    predictions = classifier(images, top_k=1, batch_size=64)
+    accuracy = np.mean([p[0]["label"] == f.parent.name for p, f in zip(predictions, files)])
+    assert accuracy == pytest.approx(results(timm_run)["test"]["accuracy"], abs=1e-9)
+
+    timm_model = timm.create_model("local-dir:" + str(timm_run), pretrained=True).eval()
+    config = timm.data.resolve_model_data_config(timm_model)
+    assert config["input_size"] == (3, 32, 32)
+    transform = timm.data.create_transform(**config)
+    batch = torch.stack([transform(image) for image in images[:16]])
+    with torch.no_grad():
+        timm_logits = timm_model(batch)
+        hf_logits = classifier.model(pixel_values=batch).logits
+    torch.testing.assert_close(timm_logits, hf_logits)
+
+
+def test_model_card_carries_the_results(timm_run):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(timm_run / "README.md")
+    values = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert values[("test", "accuracy")] == pytest.approx(results(timm_run)["test"]["accuracy"])
+
+
+def test_same_seed_gives_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
+    output_dir = tmp_path / "out"
+    launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir))
+    assert results(output_dir) == results(timm_run)
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
+    """kill -9 after the first checkpoint; the same command again resumes and ends where an unbroken run ends."""
+    output_dir = tmp_path / "out"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG), str(RECIPE),
+               "--config", str(config)]
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    first_checkpoint = output_dir / "checkpoint-19" / "trainer_state.json"  # 600 / 32 = 19 steps an epoch
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert first_checkpoint.exists(), "the run never wrote its first checkpoint"
+    assert not (output_dir / "eval_results.json").exists(), "the run finished before it could be killed"
+
+    result = launch(config)
+    assert "Resuming the run" in result.stdout
+    assert results(output_dir) == results(timm_run)
+
+
+def test_another_runs_output_dir_is_refused(tmp_path, digits_dir, tiny_timm_dir, timm_run):
+    before = {p: p.stat().st_mtime for p in timm_run.rglob("*")}
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, timm_run, learning_rate=1.0e-2)
+    result = launch(config, check=False)
+    assert result.returncode != 0
+    assert "holds another run (learning_rate: 0.003 -> 0.01)" in result.stderr
+    assert {p: p.stat().st_mtime for p in timm_run.rglob("*")} == before
+
+    stranger = tmp_path / "not_ours"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("keep me")
+    result = launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, stranger), check=False)
+    assert result.returncode != 0 and "holds no args.yaml from an hf_ft run" in result.stderr
+    assert sorted(p.name for p in stranger.iterdir()) == ["notes.txt"]
+
+
+def test_vit_with_python_and_freezing(tmp_path, digits_dir, tiny_vit_dir):
+    """The transformers path, run with plain `python`, with the head warmed up before the backbone trains."""
+    output_dir = tmp_path / "vit"
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, freeze_backbone_epochs=1,
+                           trainable_blocks=1, drop_rate=0.1, label_smoothing_factor=0.1, num_train_epochs=2)
+    result = subprocess.run([sys.executable, str(RECIPE), "--config", str(config)], capture_output=True, text=True,
+                            cwd=REPO, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(output_dir)
+    assert model.config.id2label[0] == "0" and model.config.hidden_dropout_prob == 0.1
+    assert results(output_dir)["test"]["accuracy"] > results(output_dir)["test"]["majority_baseline_accuracy"]
+
+
+def test_two_real_cpu_processes(tmp_path, digits_dir, tiny_timm_dir):
+    """`--cpu --num_processes 2` silently runs one process; multi_cpu.yaml must really run two."""
+    output_dir = tmp_path / "ddp"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=1)
+    result = launch(config, accelerate_config=TWO_PROCESS_CONFIG)
+    assert "Effective global batch size: 64 (2 processes)" in result.stdout
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == int(np.ceil(600 / 64))  # each process saw half of every batch of 64
+    assert results(output_dir)["test"]["num_samples"] == 359

@@ -1,0 +1,116 @@
+"""Model loading (transformers and timm through one path), head replacement, regularisation and freezing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hf_ft.args import ModelArguments
+from hf_ft.freezing import FreezeBackboneCallback, backbone_blocks, head_parameters, set_trainable
+from hf_ft.models import count_parameters, load_image_classifier
+
+LABELS = [f"class_{i}" for i in range(10)]
+
+
+def test_timm_save_for_hf_dir_loads_with_new_head(tiny_timm_dir):
+    saved = json.loads((tiny_timm_dir / "config.json").read_text())
+    assert saved["model_args"]["num_classes"] == 5  # the timm 1.0.3x layout transformers 5 trips on
+    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_timm_dir)), LABELS)
+    assert type(model).__name__ == "TimmWrapperForImageClassification"
+    assert model.timm_model.get_classifier().out_features == 10
+    assert model.config.id2label[3] == "class_3" and model.config.label2id["class_9"] == 9
+    assert "num_classes" not in model.config.model_args
+    pixel_values = torch.randn(2, 3, 32, 32)
+    assert model(pixel_values=pixel_values).logits.shape == (2, 10)
+    assert processor.data_config["input_size"] == (3, 32, 32)
+
+
+def test_timm_backbone_weights_are_the_checkpoints(tiny_timm_dir):
+    import timm
+
+    reference = timm.create_model("local-dir:" + str(tiny_timm_dir), pretrained=True)
+    model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_timm_dir)), LABELS)
+    ours = model.timm_model.state_dict()
+    for key, value in reference.state_dict().items():
+        if not key.startswith("fc."):
+            torch.testing.assert_close(ours[key], value, msg=key)
+
+
+def test_transformers_vit_loads_with_labels_and_dropout(tiny_vit_dir):
+    args = ModelArguments(model_name_or_path=str(tiny_vit_dir), drop_rate=0.3)
+    model, processor = load_image_classifier(args, LABELS, image_size=48)
+    assert model.classifier.out_features == 10
+    assert model.config.hidden_dropout_prob == 0.3
+    assert processor.size["height"] == 48 and model.config.image_size == 48
+
+
+def test_timm_regularisation_and_image_size(tiny_timm_dir):
+    args = ModelArguments(model_name_or_path=str(tiny_timm_dir), drop_rate=0.25, drop_path_rate=0.1)
+    model, processor = load_image_classifier(args, LABELS, image_size=40)
+    assert model.timm_model.drop_rate == 0.25
+    assert processor.data_config["input_size"] == (3, 40, 40)
+    assert model.config.pretrained_cfg["input_size"] == [3, 40, 40]
+
+
+def test_unsupported_dropout_is_refused(tmp_path):
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="--drop_rate is not supported by ResNetConfig"):
+        load_image_classifier(ModelArguments(model_name_or_path=str(tmp_path), drop_rate=0.1), LABELS)
+
+
+def test_missing_checkpoint_path():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_classifier(ModelArguments(model_name_or_path="./no/such/checkpoint"), LABELS)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_classifier(ModelArguments(model_name_or_path="/tmp/no/such/dir/at/all"), LABELS)
+
+
+def test_hub_id_while_offline(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1 forbids downloading it"):
+        load_image_classifier(ModelArguments(model_name_or_path="someone/not-a-cached-model"), LABELS)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_vit_dir", "tiny_timm_dir"])
+def test_trainable_blocks(fixture, request):
+    model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(request.getfixturevalue(fixture))), LABELS)
+    head = {id(p) for p in head_parameters(model)}
+    blocks = backbone_blocks(model)
+    assert len(blocks) >= 2
+
+    set_trainable(model, 0)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == head
+
+    set_trainable(model, 1)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == head | {id(p) for p in blocks[-1]}
+    assert not any(p.requires_grad for p in blocks[0])
+
+    set_trainable(model, None)
+    assert count_parameters(model)[0] == count_parameters(model)[1]
+    with pytest.raises(ValueError, match="exceeds the model's"):
+        set_trainable(model, len(blocks) + 1)
+
+
+def test_freeze_backbone_callback_unfreezes_after_n_epochs(tiny_vit_dir):
+    from types import SimpleNamespace
+
+    model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_vit_dir)), LABELS)
+    callback = FreezeBackboneCallback(model, epochs=1, trainable_blocks=None)
+    state = SimpleNamespace(epoch=0.0)
+    callback.on_train_begin(None, state, None)
+    assert count_parameters(model)[0] == sum(p.numel() for p in head_parameters(model))
+    callback.on_epoch_begin(None, state, None)  # epoch 0 begins: still frozen
+    assert count_parameters(model)[0] < count_parameters(model)[1]
+    state.epoch = 1.0
+    callback.on_epoch_begin(None, state, None)
+    assert count_parameters(model)[0] == count_parameters(model)[1]
+    state.epoch = 1.5  # resumed mid-way through a later epoch: starts unfrozen
+    callback.on_train_begin(None, state, None)
+    assert count_parameters(model)[0] == count_parameters(model)[1]
