@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from .errors import InputError
 
 __all__ = [
     "ModelArguments",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or command line that cannot be turned into arguments."""
 
 

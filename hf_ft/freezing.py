@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from torch import nn
 from transformers import PreTrainedModel, TrainerCallback
+from .errors import InputError
 
 
 def head_parameters(model: PreTrainedModel) -> list[nn.Parameter]:
     """Parameters of the classification head (transformers `classifier`, or timm's `get_classifier()`).
 
     Raises:
-        ValueError: the model has no head this function knows.
+        InputError: the model has no head this function knows.
     """
     timm_model = getattr(model, "timm_model", None)
     head = timm_model.get_classifier() if timm_model is not None else getattr(model, "classifier", None)
     if head is None:
-        raise ValueError(f"Cannot find the classification head of {type(model).__name__} (no `classifier`).")
+        raise InputError(f"Cannot find the classification head of {type(model).__name__} (no `classifier`).")
     return list(head.parameters())
 
 
@@ -31,14 +32,14 @@ def backbone_blocks(model: PreTrainedModel) -> list[list[nn.Parameter]]:
     `encoder.stages`, ...).
 
     Raises:
-        ValueError: no block structure can be found.
+        InputError: no block structure can be found.
     """
     timm_model = getattr(model, "timm_model", None)
     if timm_model is not None:
         return _timm_blocks(timm_model)
     lists = [(name, module) for name, module in model.base_model.named_modules() if isinstance(module, nn.ModuleList)]
     if not lists:
-        raise ValueError(f"Cannot find the blocks of {type(model).__name__}: it has no ModuleList of layers.")
+        raise InputError(f"Cannot find the blocks of {type(model).__name__}: it has no ModuleList of layers.")
     _, outermost = min(lists, key=lambda item: item[0].count("."))
     return [list(block.parameters()) for block in outermost]
 
@@ -58,14 +59,14 @@ def set_trainable(model: PreTrainedModel, trainable_blocks: int | None) -> None:
     """Train everything (`None`), or only the head plus the last `trainable_blocks` blocks.
 
     Raises:
-        ValueError: `trainable_blocks` is larger than the number of blocks.
+        InputError: `trainable_blocks` is larger than the number of blocks.
     """
     if trainable_blocks is None:
         model.requires_grad_(True)
         return
     blocks = backbone_blocks(model)
     if trainable_blocks > len(blocks):
-        raise ValueError(f"--trainable_blocks {trainable_blocks} exceeds the model's {len(blocks)} blocks.")
+        raise InputError(f"--trainable_blocks {trainable_blocks} exceeds the model's {len(blocks)} blocks.")
     model.requires_grad_(False)
     for param in head_parameters(model):
         param.requires_grad_(True)

@@ -11,14 +11,18 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
+from .errors import InputError
 
-# Never uploaded: resumable training state, TensorBoard logs, anything that may hold a secret.
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "*token*", ".*", "**/.*"]
+# Never uploaded: resumable training state, TensorBoard logs, anything that may hold a secret (the pickled
+# TrainingArguments keep `hub_token` when one was passed on the command line).
+PUSH_IGNORE_PATTERNS = [
+    "checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "training_args.bin", "*token*", ".*", "**/.*",
+]
 
 TASK_NAMES = {"image-classification": "Image Classification", "text-classification": "Text Classification"}
 
 
-class HubPushError(ValueError):
+class HubPushError(InputError):
     """`--push_to_hub` cannot work: the message says why and what to do."""
 
 

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from .args import ModelArguments
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def load_image_classifier(
 
     Raises:
         FileNotFoundError: the checkpoint path does not exist.
-        ValueError: a Hub checkpoint is asked for while offline and is not cached, or a dropout setting the
+        InputError: a Hub checkpoint is asked for while offline and is not cached, or a dropout setting the
             model does not have.
     """
     source = model_args.model_name_or_path
@@ -101,7 +102,7 @@ class _offline_hint:
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and isinstance(exc, OSError) and constants.HF_HUB_OFFLINE:
-            raise ValueError(
+            raise InputError(
                 f"Checkpoint `{self.source}` is not a local directory and not in the Hugging Face cache, and "
                 "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a "
                 "local checkpoint."
@@ -130,7 +131,7 @@ def _set_regularisation(config: PretrainedConfig, model_args: ModelArguments) ->
             continue
         attributes = [a for a in _DROPOUT_ATTRIBUTES[name] if hasattr(config, a)]
         if not attributes:
-            raise ValueError(
+            raise InputError(
                 f"--{name} is not supported by {type(config).__name__} (it has none of {_DROPOUT_ATTRIBUTES[name]}); "
                 f"remove it from the config."
             )

@@ -27,6 +27,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from hf_ft.metrics import TOP_K, check_classification_inputs, classification_metrics, load
+from hf_ft.errors import InputError
 from hf_ft.runs import ARGS_FILE
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -135,10 +136,13 @@ def check_compare_with(paths: Iterable[str | Path]) -> None:
     """Fail before training, not after it, when a `compare_with` dir cannot be compared.
 
     Raises:
-        ValueError: a dir is missing or holds no readable results (`write_report` reads them again at the end).
+        InputError: a dir is missing or holds no readable results (`write_report` reads them again at the end).
     """
     for path in paths:
-        _read_earlier_run(Path(path))
+        try:
+            _read_earlier_run(Path(path))
+        except ValueError as err:
+            raise InputError(str(err)) from None
 
 
 def _check_splits(

@@ -11,6 +11,7 @@ import datasets
 import transformers
 import yaml
 from transformers.trainer_utils import get_last_checkpoint
+from .errors import InputError
 
 logger = logging.getLogger("hf_ft")
 
@@ -33,7 +34,7 @@ _NOT_RESULT_AFFECTING = {
 }
 
 
-class OutputDirError(ValueError):
+class OutputDirError(InputError):
     """`output_dir` holds something this run must not overwrite."""
 
 

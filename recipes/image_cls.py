@@ -20,7 +20,8 @@ import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
 from hf_ft import hub, metrics, report
-from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, parse_args, to_plain_dict
+from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, to_plain_dict
+from hf_ft.cli import run_recipe
 from hf_ft.data import attach_transforms, collate, load_image_classification_data
 from hf_ft.data.labels import label_counts
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
@@ -47,18 +48,20 @@ def main(
         training_args.push_to_hub = False  # pushed once at the end, with the report and card
     report.check_compare_with(report_args.compare_with)
     run_args = to_plain_dict(model_args, data_args, report_args, training_args)
-    resume_from = prepare_output_dir(
-        training_args.output_dir,
-        run_args,
-        resume_from_checkpoint=training_args.resume_from_checkpoint,
-        is_main_process=training_args.should_save,
-    )
+    with training_args.main_process_first(desc="output_dir check"):  # others read args.yaml once it is whole
+        resume_from = prepare_output_dir(
+            training_args.output_dir,
+            run_args,
+            resume_from_checkpoint=training_args.resume_from_checkpoint,
+            is_main_process=training_args.should_save,
+        )
     set_seed(training_args.seed)
 
     # ---- Data ----
-    data = load_image_classification_data(
-        data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
-    )
+    with training_args.main_process_first(desc="loading data"):  # one process fills the datasets cache
+        data = load_image_classification_data(
+            data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
+        )
     logger.info("Splits: %s", {name: len(split) for name, split in data.splits.items()})
     logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
 
@@ -152,4 +155,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main(*parse_args((ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments)))
+    run_recipe(main, (ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments))

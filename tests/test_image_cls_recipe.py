@@ -173,7 +173,8 @@ def test_another_runs_output_dir_is_refused(tmp_path, digits_dir, tiny_timm_dir,
     config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, timm_run, learning_rate=1.0e-2)
     result = launch(config, check=False)
     assert result.returncode != 0
-    assert "holds another run (learning_rate: 0.003 -> 0.01)" in result.stderr
+    assert "error: output_dir" in result.stderr and "holds another run (learning_rate: 0.003 -> 0.01)" in result.stderr
+    assert "hf_ft/runs.py" not in result.stderr  # one clear line, not a stack trace into our code
     assert {p: p.stat().st_mtime for p in timm_run.rglob("*")} == before
 
     stranger = tmp_path / "not_ours"
@@ -208,3 +209,64 @@ def test_two_real_cpu_processes(tmp_path, digits_dir, tiny_timm_dir):
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == int(np.ceil(600 / 64))  # each process saw half of every batch of 64
     assert results(output_dir)["test"]["num_samples"] == 359
+
+
+def run_in_process(config: Path, *extra: str) -> dict:
+    """`main()` in this process, parsed from the same config, so the Hub client can be replaced."""
+    import runpy
+
+    recipe = runpy.run_path(str(RECIPE))
+    from transformers import TrainingArguments
+
+    from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, parse_args
+
+    args = parse_args((ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments), ["--config", str(config), *extra])
+    return recipe["main"](*args)
+
+
+def test_push_to_hub_uploads_the_finished_run(tmp_path, digits_dir, tiny_timm_dir, monkeypatch):
+    from huggingface_hub import HfApi
+
+    events = []
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("hf_ft.hub.get_token", lambda: "hf_test_token")
+    monkeypatch.setattr(HfApi, "whoami", lambda self, token=None, **kw: events.append("whoami") or {"name": "alice"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: events.append(("create_repo", repo_id)))
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        files = sorted(p.name for p in Path(folder_path).iterdir())
+        events.append(("upload_folder", repo_id, files))
+        return type("Commit", (), {"commit_url": "https://huggingface.co/commit"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    output_dir = tmp_path / "digits-resnet"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=1, max_train_samples=64)
+    run_in_process(config, "--push_to_hub", "true")
+    assert events[0] == "whoami" and events[1] == ("create_repo", "alice/digits-resnet")
+    _, repo_id, files = events[2]
+    assert {"model.safetensors", "config.json", "README.md", "report.md", "eval_results.json"} <= set(files)
+
+
+def test_push_to_hub_offline_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, monkeypatch):
+    from hf_ft.hub import HubPushError
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    output_dir = tmp_path / "never"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir)
+    with pytest.raises(HubPushError, match="HF_HUB_OFFLINE=1"):
+        run_in_process(config, "--push_to_hub", "true")
+    assert not output_dir.exists()
+
+
+def test_tensorboard_logging(tmp_path, digits_dir, tiny_timm_dir):
+    output_dir = tmp_path / "tb"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=1, max_train_samples=64,
+                           report_to="tensorboard")
+    run_in_process(config)
+    events = list(output_dir.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert "eval/accuracy" in accumulator.Tags()["scalars"]

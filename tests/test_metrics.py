@@ -193,3 +193,17 @@ def test_compute_metrics_takes_logits_from_tuple_predictions():
 def test_bad_inputs_fail_with_a_clear_message(logits, labels, message):
     with pytest.raises(ValueError, match=message):
         metrics.classification_metrics(logits, labels, num_labels=5)
+
+
+def test_loading_a_metric_leaves_the_global_rng_alone():
+    """evaluate.load draws from Python's RNG; a resumed run loads metrics later than an unbroken one, so a
+    draw there would shift its augmentations and break 'resume ends with the same metrics'."""
+    import random
+
+    from hf_ft import metrics
+
+    metrics.load.cache_clear()
+    random.seed(1234)
+    expected = random.getstate()
+    metrics.load("accuracy")
+    assert random.getstate() == expected

@@ -9,6 +9,7 @@ from datasets import DatasetDict
 
 from ..args import ImageDataArguments
 from . import images, labels, sources
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +34,17 @@ def load_image_classification_data(
     """Load, map columns, encode labels, split, subsample and check the data, before any model is loaded.
 
     Raises:
-        ValueError / FileNotFoundError: bad input, with a message naming the column, split, file or label.
+        InputError / FileNotFoundError: bad input, with a message naming the column, split, file or label.
     """
     raw = sources.load_raw_splits(data_args, token=token, cache_dir=cache_dir)
     image_column = images.find_image_column(raw["train"], data_args.image_column_name)
     label_column = labels.find_label_column(raw["train"], data_args.label_column_name)
     if image_column == label_column:
-        raise ValueError(f"The image and label columns are both `{image_column}`; set them apart.")
+        raise InputError(f"The image and label columns are both `{image_column}`; set them apart.")
     for name, split in raw.items():
         missing = [c for c in (image_column, label_column) if c not in split.column_names]
         if missing:
-            raise ValueError(f"The {name} split has no column {missing}; it has {split.column_names}.")
+            raise InputError(f"The {name} split has no column {missing}; it has {split.column_names}.")
 
     splits = DatasetDict(
         {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Image, Value
 from PIL import Image as PILImage
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -19,12 +20,12 @@ def find_image_column(train: Dataset, requested: str | None) -> str:
     """The image column: `requested`, else the only Image column, else an obviously named one.
 
     Raises:
-        ValueError: the column does not exist or none can be found; the message lists the real columns.
+        InputError: the column does not exist or none can be found; the message lists the real columns.
     """
     columns = train.column_names
     if requested is not None:
         if requested not in columns:
-            raise ValueError(f"--image_column_name `{requested}` not found; the data has columns {columns}.")
+            raise InputError(f"--image_column_name `{requested}` not found; the data has columns {columns}.")
         return requested
     image_columns = [name for name, feature in train.features.items() if isinstance(feature, Image)]
     if len(image_columns) == 1:
@@ -32,20 +33,20 @@ def find_image_column(train: Dataset, requested: str | None) -> str:
     for name in IMAGE_COLUMN_CANDIDATES:
         if name in columns:
             return name
-    raise ValueError(f"Cannot tell which column holds the images; set --image_column_name to one of {columns}.")
+    raise InputError(f"Cannot tell which column holds the images; set --image_column_name to one of {columns}.")
 
 
 def as_image_column(split: Dataset, column: str, base_dir: Path | None) -> Dataset:
     """Make `column` an Image feature; string paths are resolved against `base_dir` (a data file's folder).
 
     Raises:
-        ValueError: the column holds neither images nor file paths.
+        InputError: the column holds neither images nor file paths.
     """
     feature = split.features[column]
     if isinstance(feature, Image):
         return split
     if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
-        raise ValueError(f"Column `{column}` holds {feature}, not images or image file paths.")
+        raise InputError(f"Column `{column}` holds {feature}, not images or image file paths.")
     if base_dir is not None:
         split = split.map(lambda row: {column: str(base_dir / row[column])})
     return split.cast_column(column, Image())
@@ -55,7 +56,7 @@ def drop_unreadable_images(splits: DatasetDict, *, skip: bool, num_proc: int | N
     """Decode every image once; stop on the first unreadable ones (named), or drop them when `skip` is set.
 
     Raises:
-        ValueError: some images cannot be read and `skip` is False; names up to five of them.
+        InputError: some images cannot be read and `skip` is False; names up to five of them.
     """
     checked = {}
     for name, split in splits.items():
@@ -63,7 +64,7 @@ def drop_unreadable_images(splits: DatasetDict, *, skip: bool, num_proc: int | N
         if errors and not skip:
             shown = "; ".join(f"{where}: {why}" for _, where, why in errors[:_SHOWN_ERRORS])
             more = f" (and {len(errors) - _SHOWN_ERRORS} more)" if len(errors) > _SHOWN_ERRORS else ""
-            raise ValueError(
+            raise InputError(
                 f"{len(errors)} unreadable image(s) in the {name} split: {shown}{more}. Fix or remove them, or set "
                 "--skip_corrupt_images true to drop them."
             )

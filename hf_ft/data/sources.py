@@ -10,6 +10,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from huggingface_hub import constants
 
 from ..args import DataArguments
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def load_raw_splits(data_args: DataArguments, *, token: str | None = None, cache
 
     Raises:
         FileNotFoundError: a local directory or file does not exist.
-        ValueError: a split named in the arguments is missing or empty, a file has an unknown extension,
+        InputError: a split named in the arguments is missing or empty, a file has an unknown extension,
             or a Hub dataset is asked for while `HF_HUB_OFFLINE=1` and is not cached.
     """
     if data_args.dataset_name:
@@ -34,7 +35,7 @@ def load_raw_splits(data_args: DataArguments, *, token: str | None = None, cache
     splits = _pick_splits(raw, data_args)
     for name, split in splits.items():
         if len(split) == 0:
-            raise ValueError(f"The {name} split is empty. Check the data source ({_describe_source(data_args)}).")
+            raise InputError(f"The {name} split is empty. Check the data source ({_describe_source(data_args)}).")
     return splits
 
 
@@ -59,10 +60,10 @@ def _file_builder(paths: dict[str, str]) -> str:
     suffixes = {Path(p).suffix.lower() for p in paths.values()}
     unknown = suffixes - set(FILE_BUILDERS)
     if unknown:
-        raise ValueError(f"Data files must end in {', '.join(FILE_BUILDERS)}; got {', '.join(sorted(unknown))}.")
+        raise InputError(f"Data files must end in {', '.join(FILE_BUILDERS)}; got {', '.join(sorted(unknown))}.")
     builders = {FILE_BUILDERS[s] for s in suffixes}
     if len(builders) > 1:
-        raise ValueError(f"Use one file format for all splits, got {', '.join(sorted(builders))}.")
+        raise InputError(f"Use one file format for all splits, got {', '.join(sorted(builders))}.")
     return builders.pop()
 
 
@@ -77,7 +78,7 @@ def _load_builder(builder: str, paths: dict[str, str], *, cache_dir: str | None,
         empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(err))
         if empty:
             split = empty.group(1)
-            raise ValueError(f"The {split} split is empty: {paths[split]} holds no examples.") from err
+            raise InputError(f"The {split} split is empty: {paths[split]} holds no examples.") from err
         raise
 
 
@@ -92,7 +93,7 @@ def _load_hub_or_local_dataset(data_args: DataArguments, *, token: str | None, c
         )
     except (ConnectionError, FileNotFoundError, OSError) as err:
         if constants.HF_HUB_OFFLINE and not Path(data_args.dataset_name).exists():
-            raise ValueError(
+            raise InputError(
                 f"Dataset `{data_args.dataset_name}` is not a local directory and not in the Hugging Face cache, and "
                 "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE, or point --dataset_name/--train_dir "
                 "at local data."
@@ -103,7 +104,7 @@ def _load_hub_or_local_dataset(data_args: DataArguments, *, token: str | None, c
 def _pick_splits(raw: DatasetDict, data_args: DataArguments) -> DatasetDict:
     available = list(raw)
     if data_args.train_split_name not in raw:
-        raise ValueError(
+        raise InputError(
             f"No split `{data_args.train_split_name}` in the data; it has {available}. Set --train_split_name."
         )
     splits = {"train": raw[data_args.train_split_name]}
@@ -119,7 +120,7 @@ def _pick_splits(raw: DatasetDict, data_args: DataArguments) -> DatasetDict:
 def _find_split(raw: DatasetDict, requested: str | None, candidates: tuple[str, ...], flag: str) -> str | None:
     if requested is not None:
         if requested not in raw:
-            raise ValueError(f"No split `{requested}` in the data; it has {list(raw)}. Fix --{flag}.")
+            raise InputError(f"No split `{requested}` in the data; it has {list(raw)}. Fix --{flag}.")
         return requested
     return next((name for name in candidates if name in raw), None)
 

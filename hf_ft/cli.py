@@ -1,0 +1,25 @@
+"""Running a recipe from the command line: bad input is one line on stderr, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+from .args import parse_args
+from .errors import InputError
+
+
+def run_recipe(main: Callable[..., Any], dataclass_types: tuple[type, ...]) -> None:
+    """Parse `--config` + command line into `dataclass_types`, then call `main(*arguments)`.
+
+    Bad input (`InputError`, a missing file) exits with status 2 and a one-line `error: ...` message that
+    names the problem and the fix; `HF_FT_TRACEBACK=1` shows the full traceback instead.
+    """
+    try:
+        main(*parse_args(dataclass_types))
+    except (InputError, FileNotFoundError) as err:
+        if os.environ.get("HF_FT_TRACEBACK") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
