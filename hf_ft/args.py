@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import os
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "parse_args",
     "to_plain_dict",
+    "non_default",
 ]
 
 
@@ -292,13 +294,39 @@ def to_plain_dict(*dataclass_objs: Any) -> dict[str, Any]:
     return plain
 
 
+def non_default(*dataclass_objs: Any) -> dict[str, Any]:
+    """The fields set away from their defaults: what the user chose, for the log (args.yaml has them all).
+
+    TrainingArguments fields whose default is None are left out: `__post_init__` resolves most of them, so a
+    resolved value says nothing about the user's choice (and building a default TrainingArguments to compare
+    with would touch the distributed state).
+    """
+    chosen = {}
+    for obj in dataclass_objs:
+        for f in dataclasses.fields(obj):
+            if not f.init or f.name.endswith("token"):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING  # required: always the user's choice
+            if default is None and isinstance(obj, TrainingArguments):
+                continue
+            value = _plain(getattr(obj, f.name))
+            if value != _plain(default):
+                chosen[f.name] = value
+    return chosen
+
+
 def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # IntervalStrategy & co. are str enums: take the plain value
+        return _plain(value.value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if hasattr(value, "value"):  # enums such as IntervalStrategy
-        return value.value
     return str(value)

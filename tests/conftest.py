@@ -25,8 +25,10 @@ def digits_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vit_dir(tmp_path_factory) -> Path:
     """A 2-layer transformers ViT at 32 px with its image processor, saved like a Hub checkpoint."""
+    import torch
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
+    torch.manual_seed(0)  # the same tiny model every session
     path = tmp_path_factory.mktemp("ckpt") / "tiny-vit"
     config = ViTConfig(
         image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -45,7 +47,9 @@ def tiny_timm_dir(tmp_path_factory) -> Path:
     config.json has the `model_args.num_classes` that transformers 5 trips on.
     """
     import timm
+    import torch
 
+    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny-timm-resnet"
     model = timm.create_model("test_resnet", num_classes=5, pretrained=False)
     model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 32, 32), "test_input_size": (3, 32, 32)}

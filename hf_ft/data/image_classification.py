@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from datasets import DatasetDict
@@ -10,8 +9,6 @@ from datasets import DatasetDict
 from ..args import ImageDataArguments
 from . import images, labels, sources
 from ..errors import InputError
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,6 +60,4 @@ def load_image_classification_data(
     labels.check_label_coverage(splits)
     if data_args.verify_images:
         splits = images.drop_unreadable_images(splits, skip=data_args.skip_corrupt_images)
-    label_names = splits["train"].features["label"].names
-    logger.info("Data: %s; %d labels: %s", {n: len(s) for n, s in splits.items()}, len(label_names), label_names[:20])
-    return ImageClassificationData(splits=splits, label_names=label_names)
+    return ImageClassificationData(splits=splits, label_names=splits["train"].features["label"].names)

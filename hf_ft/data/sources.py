@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from huggingface_hub import constants
 
 from ..args import DataArguments
 from ..errors import InputError
-
-logger = logging.getLogger(__name__)
 
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "dev")
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
