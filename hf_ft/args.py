@@ -23,9 +23,11 @@ from .errors import InputError
 __all__ = [
     "ModelArguments",
     "ImageDataArguments",
+    "PeftArguments",
     "ReportArguments",
     "ConfigError",
     "parse_args",
+    "check_peft_and_freezing",
     "to_plain_dict",
     "non_default",
 ]
@@ -206,6 +208,60 @@ class ImageDataArguments(DataArguments):
 
 
 @dataclass
+class PeftArguments:
+    """Parameter-efficient fine-tuning with PEFT: which adapter, where, and what is saved."""
+
+    peft_method: str | None = field(
+        default=None,
+        metadata={
+            "help": "Adapter method: `lora`, `loha`, `lokr`, `ia3`, `oft` (PEFT names). Unset trains the model itself "
+            "(full fine-tuning or freezing options)."
+        },
+    )
+    lora_r: int = field(default=16, metadata={"help": "Adapter rank (`r`) for lora/loha/lokr; block count for oft."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "Scaling numerator (`alpha`) for lora/loha/lokr."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input (lora; module dropout for loha/lokr)."})
+    use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (lora only)."})
+    use_rslora: bool = field(default=False, metadata={"help": "rsLoRA: scale by alpha/sqrt(r) instead of alpha/r (lora only)."})
+    init_lora_weights: str = field(
+        default="true",
+        metadata={"help": "LoRA init: `true` (PEFT default), `gaussian`, `pissa`, `olora`, ... (lora only)."},
+    )
+    target_modules: list[str] = field(
+        default_factory=lambda: ["auto"],
+        metadata={
+            "help": "Modules that get adapters: `auto` (chosen from the model's own modules per family), a list of "
+            "module-name suffixes, or one regex (full match on module names)."
+        },
+    )
+    modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Extra modules trained and saved in full beside the adapter (the head and BatchNorm layers always are)."},
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "Also save a merged plain model in `output_dir/merged` (loads with `pipeline()`, no PEFT)."},
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "QLoRA: load the base weights in 4-bit NF4 with bitsandbytes (CUDA GPU only)."}
+    )
+
+    def __post_init__(self):
+        if self.peft_method is not None:
+            self.peft_method = self.peft_method.lower()
+        if self.lora_r <= 0:
+            raise ConfigError(f"--lora_r must be > 0, got {self.lora_r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if (self.use_dora or self.use_rslora) and self.peft_method != "lora":
+            raise ConfigError("--use_dora/--use_rslora are LoRA options; set --peft_method lora.")
+        if self.load_in_4bit and self.peft_method is None:
+            raise ConfigError("--load_in_4bit (QLoRA) needs an adapter: set --peft_method lora.")
+        if self.merge_adapter and self.peft_method is None:
+            raise ConfigError("--merge_adapter needs --peft_method.")
+
+
+@dataclass
 class ReportArguments:
     """The evaluation report written after training."""
 
@@ -213,6 +269,19 @@ class ReportArguments:
         default_factory=list,
         metadata={"help": "Output dirs of earlier runs whose results go side by side with this one in report.md."},
     )
+
+
+def check_peft_and_freezing(model_args: ModelArguments, peft_args: PeftArguments) -> None:
+    """An adapter decides what trains; freezing options on top of it would silently do nothing.
+
+    Raises:
+        ConfigError: both are set.
+    """
+    if peft_args.peft_method and (model_args.trainable_blocks is not None or model_args.freeze_backbone_epochs):
+        raise ConfigError(
+            f"--peft_method {peft_args.peft_method} trains only the adapter, head and BatchNorm layers; drop "
+            "--trainable_blocks/--freeze_backbone_epochs, or --peft_method for full fine-tuning."
+        )
 
 
 def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:

@@ -343,6 +343,14 @@ def _labels(label_names: list[str], shown: int = 100) -> str:
 
 def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
     call = f"classifier({_EXAMPLE_INPUTS[task]})\n" if task in _EXAMPLE_INPUTS else ""
+    if library_name == "peft":
+        # An adapter folder needs its base model rebuilt with this run's labels; `merged/` (merge_adapter) does not.
+        return (
+            "```python\nfrom hf_ft.peft import load_adapter_model\n\n"
+            f'model = load_adapter_model(None, "{model_ref}", label_names=[...])  # labels as listed above\n```\n\n'
+            "With `merge_adapter: true` the run also wrote `merged/`, a plain model for "
+            f'`pipeline("{task}", model=".../merged")`.'
+        )
     snippet = (
         "```python\nfrom transformers import pipeline\n\n"
         f'classifier = pipeline("{task}", model="{model_ref}")\n{call}```'

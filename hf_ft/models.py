@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import constants
 from huggingface_hub.errors import HFValidationError
@@ -57,13 +58,18 @@ def check_model_source(model_name_or_path: str) -> None:
 
 
 def load_image_classifier(
-    model_args: ModelArguments, label_names: list[str], *, image_size: int | None = None
+    model_args: ModelArguments,
+    label_names: list[str],
+    *,
+    image_size: int | None = None,
+    quantization_config: Any = None,
 ) -> tuple[PreTrainedModel, BaseImageProcessor]:
     """Load a checkpoint with a classification head for `label_names`, and its image processor.
 
     The head is replaced when its size differs (`ignore_mismatched_sizes`); `id2label`/`label2id` come from
     the data. `image_size` changes the resolution recorded in the saved preprocessing config, so the saved
-    model is used at the size it was trained at.
+    model is used at the size it was trained at. `quantization_config` (QLoRA's 4-bit `BitsAndBytesConfig`)
+    goes to `from_pretrained`.
 
     Raises:
         FileNotFoundError: the checkpoint path does not exist.
@@ -85,7 +91,11 @@ def load_image_classifier(
         if image_size is not None:
             _set_image_size(config, image_size)
         model = AutoModelForImageClassification.from_pretrained(
-            source, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+            source,
+            config=config,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            quantization_config=quantization_config,
+            **hub_kwargs,
         )
         processor = _image_processor(source, config, image_size, hub_kwargs)
     return model, processor
@@ -162,6 +172,11 @@ def _image_processor(source: str, config: PretrainedConfig, image_size: int | No
         if getattr(processor, "crop_size", None):
             processor.crop_size = {"height": image_size, "width": image_size}
     return processor
+
+
+def is_timm(model: nn.Module) -> bool:
+    """Whether `model` is a timm model behind transformers' TimmWrapper (a PeftModel forwards the attribute)."""
+    return hasattr(model, "timm_model")
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -89,7 +89,8 @@ def write_report(
             predicts the most frequent training class (the lowest id on a tie), as a model without inputs would.
         log_history: `trainer.state.log_history`, for the training curves (may be empty).
         summary: `{"model", "dataset", "task", "config" (resolved arguments, plain values), "num_samples"
-            ({"train", "validation", "test"}), "trainable_parameters", "total_parameters", "train_runtime_s"}`.
+            ({"train", "validation", "test"}), "trainable_parameters", "total_parameters", "train_runtime_s",
+            "adapter" ({"method", "size_bytes"}, PEFT runs only)}`.
             Missing entries show as "—".
         compare_with: Output dirs of earlier runs; their `eval_results.json` (and the model name from their
             `args.yaml`) go side by side with this run.
@@ -401,6 +402,9 @@ def _summary_section(summary: dict, num_labels: int) -> str:
         ("Trainable parameters", _parameters(summary.get("trainable_parameters"), summary.get("total_parameters"))),
         ("Training time", _duration(summary.get("train_runtime_s"))),
     ]
+    if summary.get("adapter"):
+        adapter = summary["adapter"]
+        rows.insert(6, ("Adapter", f"{_md(adapter['method'])}, {adapter['size_bytes'] / 1e6:.2f} MB on disk"))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return f"## Summary\n\n| | |\n|---|---|\n{table}"
 

@@ -19,13 +19,21 @@ import logging
 import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
-from hf_ft import hub, metrics, report
-from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, non_default, to_plain_dict
+from hf_ft import hub, metrics, peft, report
+from hf_ft.args import (
+    ImageDataArguments,
+    ModelArguments,
+    PeftArguments,
+    ReportArguments,
+    check_peft_and_freezing,
+    non_default,
+    to_plain_dict,
+)
 from hf_ft.cli import run_recipe
 from hf_ft.data import attach_transforms, collate, load_image_classification_data
 from hf_ft.data.labels import label_counts
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
-from hf_ft.models import count_parameters, load_image_classifier
+from hf_ft.models import count_parameters, is_timm, load_image_classifier
 from hf_ft.runs import prepare_output_dir, setup_logging
 
 logger = logging.getLogger("hf_ft")
@@ -34,11 +42,12 @@ logger = logging.getLogger("hf_ft")
 def main(
     model_args: ModelArguments,
     data_args: ImageDataArguments,
+    peft_args: PeftArguments,
     report_args: ReportArguments,
     training_args: TrainingArguments,
 ) -> dict[str, dict[str, float]]:
     setup_logging(training_args.should_log)
-    logger.info("Arguments (non-default): %s", non_default(model_args, data_args, report_args, training_args))
+    logger.info("Arguments (non-default): %s", non_default(model_args, data_args, peft_args, report_args, training_args))
 
     # ---- Checks that must pass before any long work ----
     repo_id = None
@@ -48,7 +57,9 @@ def main(
         )
         training_args.push_to_hub = False  # pushed once at the end, with the report and card
     report.check_compare_with(report_args.compare_with)
-    run_args = to_plain_dict(model_args, data_args, report_args, training_args)
+    check_peft_and_freezing(model_args, peft_args)
+    quantization = peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
+    run_args = to_plain_dict(model_args, data_args, peft_args, report_args, training_args)
     with training_args.main_process_first(desc="output_dir check"):  # others read args.yaml once it is whole
         resume_from = prepare_output_dir(
             training_args.output_dir,
@@ -67,8 +78,14 @@ def main(
     logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
 
     # ---- Model ----
-    model, processor = load_image_classifier(model_args, data.label_names, image_size=data_args.image_size)
-    set_trainable(model, model_args.trainable_blocks)
+    model, processor = load_image_classifier(
+        model_args, data.label_names, image_size=data_args.image_size, quantization_config=quantization
+    )
+    if peft_args.peft_method:
+        model = peft.apply_peft(model, peft_args)  # adapters + the new head and BatchNorm layers train
+        training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
+    else:
+        set_trainable(model, model_args.trainable_blocks)
     trainable, total = count_parameters(model)
     logger.info("Model %s: %s trainable of %s parameters (%.1f%%)", type(model).__name__, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
@@ -95,7 +112,7 @@ def main(
 
     # ---- Train ----
     train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()
+    trainer.save_model()  # with PEFT: the adapter folder only (adapter, head, BatchNorm, adapter_config.json)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -109,9 +126,12 @@ def main(
             logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
             predictions[name] = (np.asarray(logits), np.asarray(output.label_ids))
 
-    # ---- Report, model card, push (main process only) ----
+    # ---- Report, model card, merged model, push (main process only) ----
     results: dict[str, dict[str, float]] = {}
     if trainer.is_world_process_zero():
+        adapter = None
+        if peft_args.peft_method:
+            adapter = {"method": peft_args.peft_method, "size_bytes": peft.adapter_size_bytes(training_args.output_dir)}
         results = report.write_report(
             training_args.output_dir,
             splits=predictions,
@@ -127,6 +147,7 @@ def main(
                 "trainable_parameters": trainable,
                 "total_parameters": total,
                 "train_runtime_s": train_result.metrics.get("train_runtime"),
+                "adapter": adapter,
             },
             compare_with=report_args.compare_with,
         )
@@ -145,9 +166,14 @@ def main(
                 "seed": training_args.seed,
                 "mixed_precision": training_args.mixed_precision,
             },
-            library_name="timm" if getattr(model, "timm_model", None) is not None else "transformers",
+            library_name="peft" if adapter else "timm" if is_timm(model) else "transformers",
             repo_id=repo_id,
         )
+        if peft_args.merge_adapter:
+            merged_dir = f"{training_args.output_dir}/merged"
+            peft.save_merged(trainer.model, merged_dir)
+            processor.save_pretrained(merged_dir)
+            logger.info("Merged model (loads with pipeline(), no PEFT) in %s", merged_dir)
         if repo_id:
             url = hub.push_to_hub(training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
             logger.info("Pushed to %s", url)
@@ -157,4 +183,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_recipe(main, (ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments))
+    run_recipe(main, (ModelArguments, ImageDataArguments, PeftArguments, ReportArguments, TrainingArguments))

@@ -218,9 +218,10 @@ def run_in_process(config: Path, *extra: str) -> dict:
     recipe = runpy.run_path(str(RECIPE))
     from transformers import TrainingArguments
 
-    from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, parse_args
+    from hf_ft.args import ImageDataArguments, ModelArguments, PeftArguments, ReportArguments, parse_args
 
-    args = parse_args((ModelArguments, ImageDataArguments, ReportArguments, TrainingArguments), ["--config", str(config), *extra])
+    types = (ModelArguments, ImageDataArguments, PeftArguments, ReportArguments, TrainingArguments)
+    args = parse_args(types, ["--config", str(config), *extra])
     return recipe["main"](*args)
 
 
@@ -270,3 +271,44 @@ def test_tensorboard_logging(tmp_path, digits_dir, tiny_timm_dir):
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
     assert "eval/accuracy" in accumulator.Tags()["scalars"]
+
+
+def test_lora_run_saves_adapter_and_merged_model(tmp_path, digits_dir, tiny_timm_dir):
+    """LoRA through `accelerate launch`: a small adapter folder, and a merged model whose pipeline() accuracy
+    is the report's; the adapter reloaded onto a fresh base gives the merged model's logits."""
+    import torch
+    from PIL import Image
+    from transformers import pipeline
+
+    from hf_ft.peft import load_adapter_model
+
+    output_dir = tmp_path / "lora"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, peft_method="lora", lora_r=4,
+                           merge_adapter=True, learning_rate=1.0e-2)
+    launch(config)
+    assert (output_dir / "adapter_model.safetensors").is_file() and not (output_dir / "model.safetensors").exists()
+    assert "Adapter | lora," in (output_dir / "report.md").read_text()
+    test = results(output_dir)["test"]
+    assert test["accuracy"] > test["majority_baseline_accuracy"] + 0.2
+
+    classifier = pipeline("image-classification", model=str(output_dir / "merged"), device="cpu")
+    files = sorted((digits_dir / "test").glob("*/*.png"))
+    images = [Image.open(f).convert("RGB") for f in files]
+    predictions = classifier(images, top_k=1, batch_size=64)
+    accuracy = np.mean([p[0]["label"] == f.parent.name for p, f in zip(predictions, files)])
+    assert accuracy == pytest.approx(test["accuracy"], abs=1e-9)
+
+    labels = [str(d) for d in range(10)]
+    adapter_model = load_adapter_model(None, output_dir, labels).eval()
+    batch = torch.stack([classifier.image_processor.val_transforms(image) for image in images[:8]])
+    with torch.no_grad():
+        torch.testing.assert_close(adapter_model(pixel_values=batch).logits, classifier.model(pixel_values=batch).logits,
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_peft_with_freezing_is_refused(tmp_path, digits_dir, tiny_timm_dir):
+    from hf_ft.args import ConfigError
+
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, tmp_path / "x", peft_method="lora", trainable_blocks=1)
+    with pytest.raises(ConfigError, match="drop\n?.*--trainable_blocks"):
+        run_in_process(config)
