@@ -85,11 +85,11 @@ def main() -> None:
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     print(f"ViT-B/16, 224 px, batch {args.batch_size}, {'bf16 autocast' if args.bf16 else 'fp32'}, {rows[0]['device']}")
-    print(f"| {'mode':<5} | {'trainable params':>16} | {'share':>6} | {'peak memory (GiB)':>17} | {'img/s':>7} |")
-    print(f"|{'-' * 7}|{'-' * 18}|{'-' * 8}|{'-' * 19}|{'-' * 9}|")
+    print(f"| {'mode':<5} | {'trainable params':>16} | {'share':>7} | {'peak memory (GiB)':>17} | {'img/s':>7} |")
+    print(f"|{'-' * 7}|{'-' * 18}|{'-' * 9}|{'-' * 19}|{'-' * 9}|")
     for row in rows:
         share = 100 * row["trainable"] / row["total"]
-        print(f"| {row['mode']:<5} | {row['trainable']:>16,} | {share:>5.2f}% | {row['peak_gib']:>17.2f} | "
+        print(f"| {row['mode']:<5} | {row['trainable']:>16,} | {share:>6.2f}% | {row['peak_gib']:>17.2f} | "
               f"{row['images_per_s']:>7.1f} |")
 
 

@@ -296,3 +296,27 @@ def test_oft_on_convnext_without_1x1_convs_is_refused():
     model = ConvNextForImageClassification(config)
     with pytest.raises(InputError, match="OFT adapts only Linear layers and 1x1 convolutions"):
         build_peft_config(model, PeftArguments(peft_method="oft"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU")
+def test_qlora_trains_a_4bit_vit_on_gpu(tiny_vit_dir):
+    pytest.importorskip("bitsandbytes")
+    args = PeftArguments(peft_method="lora", lora_r=4, load_in_4bit=True)
+    base, _ = load_image_classifier(
+        ModelArguments(model_name_or_path=str(tiny_vit_dir)), ["a", "b", "c"], quantization_config=quantization_config(args)
+    )
+    assert getattr(base, "is_loaded_in_4bit", False)
+    model = apply_peft(base, args)  # from_pretrained already placed the 4-bit weights on the GPU
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    torch.manual_seed(0)
+    pixel_values = torch.randn(16, 3, 32, 32, device="cuda")
+    labels = (pixel_values.mean(dim=(1, 2, 3)) > 0).long()
+    losses = []
+    for _ in range(30):
+        loss = model(pixel_values=pixel_values, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
