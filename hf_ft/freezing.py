@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from torch import nn
 from transformers import PreTrainedModel, TrainerCallback
+
 from .errors import InputError
+from .models import head_module_name
 
 
 def head_parameters(model: PreTrainedModel) -> list[nn.Parameter]:
-    """Parameters of the classification head (transformers `classifier`, or timm's `get_classifier()`).
+    """Parameters of the classification head (see `hf_ft.models.head_module_name`).
 
     Raises:
-        InputError: the model has no head this function knows.
+        InputError: the model has no head `head_module_name` knows.
     """
-    timm_model = getattr(model, "timm_model", None)
-    head = timm_model.get_classifier() if timm_model is not None else getattr(model, "classifier", None)
-    if head is None:
-        raise InputError(f"Cannot find the classification head of {type(model).__name__} (no `classifier`).")
-    return list(head.parameters())
+    name = head_module_name(model)
+    if name is None:
+        raise InputError(f"Cannot find the classification head of {type(model).__name__}.")
+    return list(model.get_submodule(name).parameters())
 
 
 def backbone_blocks(model: PreTrainedModel) -> list[list[nn.Parameter]]:

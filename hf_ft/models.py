@@ -174,6 +174,34 @@ def _image_processor(source: str, config: PretrainedConfig, image_size: int | No
     return processor
 
 
+# Head attribute names of transformers classifiers (`score` for decoder-only sequence classifiers).
+_TRANSFORMERS_HEAD_NAMES = ("classifier", "score")
+
+
+def head_module_name(model: PreTrainedModel) -> str | None:
+    """Name (in `model.named_modules()`) of the classification head, or None for a model without one.
+
+    timm models (TimmWrapper) name it through timm's `get_classifier()` (`timm_model.fc`, `timm_model.head.fc`,
+    ...); transformers classifiers call it `classifier` or `score`.
+
+    Raises:
+        InputError: a `...Classification` model whose head is not found (its new head would not be trained).
+    """
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None:
+        head = timm_model.get_classifier()
+        return next(name for name, module in model.named_modules() if module is head)
+    for name in _TRANSFORMERS_HEAD_NAMES:
+        if isinstance(getattr(model, name, None), nn.Module):
+            return name
+    if "Classification" in type(model).__name__:
+        raise InputError(
+            f"Cannot find the classification head of {type(model).__name__} (none of {_TRANSFORMERS_HEAD_NAMES}); "
+            "name it in --modules_to_save."
+        )
+    return None
+
+
 def is_timm(model: nn.Module) -> bool:
     """Whether `model` is a timm model behind transformers' TimmWrapper (a PeftModel forwards the attribute)."""
     return hasattr(model, "timm_model")

@@ -37,7 +37,7 @@ from transformers import PreTrainedModel
 
 from .args import ModelArguments, PeftArguments
 from .errors import InputError
-from .models import load_image_classifier
+from .models import head_module_name, load_image_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ SUPPORTED_METHODS: dict[str, type[PeftConfig]] = {
     "oft": OFTConfig,
 }
 
-# Head attribute names of transformers classifiers (`score` for decoder-only sequence classifiers).
-_TRANSFORMERS_HEAD_NAMES = ("classifier", "score")
 # A `target_modules` entry with any of these characters is a regex (the dot is not: `output.dense` is a suffix).
 _REGEX_CHARS = set("^$*+?[](){}|\\")
 
@@ -85,30 +83,6 @@ def quantization_config(peft_args: PeftArguments):
         bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
     )
-
-
-def head_module_name(model: PreTrainedModel) -> str | None:
-    """Name (in `model.named_modules()`) of the classification head, or None for a model without one.
-
-    timm models (TimmWrapper) name it through timm's `get_classifier()` (`timm_model.fc`, `timm_model.head.fc`,
-    ...); transformers classifiers call it `classifier` or `score`.
-
-    Raises:
-        InputError: a `...Classification` model whose head is not found (its new head would not be trained).
-    """
-    timm_model = getattr(model, "timm_model", None)
-    if timm_model is not None:
-        head = timm_model.get_classifier()
-        return next(name for name, module in model.named_modules() if module is head)
-    for name in _TRANSFORMERS_HEAD_NAMES:
-        if isinstance(getattr(model, name, None), nn.Module):
-            return name
-    if "Classification" in type(model).__name__:
-        raise InputError(
-            f"Cannot find the classification head of {type(model).__name__} (none of {_TRANSFORMERS_HEAD_NAMES}); "
-            "name it in --modules_to_save."
-        )
-    return None
 
 
 def auto_target_modules(model: PreTrainedModel, peft_method: str = "lora") -> list[str]:
