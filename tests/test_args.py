@@ -7,11 +7,19 @@ from pathlib import Path
 import pytest
 from transformers import TrainingArguments
 
-from hf_ft.args import ConfigError, ImageDataArguments, ModelArguments, PeftArguments, ReportArguments, parse_args
+from hf_ft.args import (
+    ConfigError,
+    DistillationArguments,
+    ImageDataArguments,
+    ModelArguments,
+    PeftArguments,
+    ReportArguments,
+    parse_args,
+)
 
 from .conftest import REPO
 
-IMAGE_ARGS = (ModelArguments, ImageDataArguments, PeftArguments, ReportArguments, TrainingArguments)
+IMAGE_ARGS = (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -26,13 +34,13 @@ def test_yaml_values_are_typed_and_cli_wins(tmp_path):
         "model_name_or_path: m\ntrain_dir: d\noutput_dir: o\nlearning_rate: 1e-4\nscale: [0.5, 1.0]\n"
         "trainable_blocks: 2\nuse_cpu: true\n",
     )
-    model, data, _, _, training = parse_args(IMAGE_ARGS, ["--config", config, "--learning_rate", "3e-4"])
+    model, data, _, _, _, training = parse_args(IMAGE_ARGS, ["--config", config, "--learning_rate", "3e-4"])
     assert training.learning_rate == pytest.approx(3e-4)
     assert model.trainable_blocks == 2 and isinstance(model.trainable_blocks, int)
     assert data.scale == [0.5, 1.0]
     assert training.use_cpu is True
 
-    _, _, _, _, training = parse_args(IMAGE_ARGS, [f"--config={config}"])
+    *_, training = parse_args(IMAGE_ARGS, [f"--config={config}"])
     assert training.learning_rate == pytest.approx(1e-4)  # YAML reads 1e-4 as a string; it must become a float
 
 
@@ -71,6 +79,6 @@ def test_missing_data_source_and_bad_values():
 @pytest.mark.parametrize("config", sorted((REPO / "recipes" / "configs" / "image_cls").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_image_configs_parse(config, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    model, data, _, _, training = parse_args(IMAGE_ARGS, ["--config", str(config), "--bf16", "false"])
+    model, data, _, _, _, training = parse_args(IMAGE_ARGS, ["--config", str(config), "--bf16", "false"])
     assert model.model_name_or_path and training.output_dir
     assert isinstance(training.learning_rate, float)

@@ -218,9 +218,16 @@ def run_in_process(config: Path, *extra: str) -> dict:
     recipe = runpy.run_path(str(RECIPE))
     from transformers import TrainingArguments
 
-    from hf_ft.args import ImageDataArguments, ModelArguments, PeftArguments, ReportArguments, parse_args
+    from hf_ft.args import (
+        DistillationArguments,
+        ImageDataArguments,
+        ModelArguments,
+        PeftArguments,
+        ReportArguments,
+        parse_args,
+    )
 
-    types = (ModelArguments, ImageDataArguments, PeftArguments, ReportArguments, TrainingArguments)
+    types = (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments)
     args = parse_args(types, ["--config", str(config), *extra])
     return recipe["main"](*args)
 
@@ -312,3 +319,23 @@ def test_peft_with_freezing_is_refused(tmp_path, digits_dir, tiny_timm_dir):
     config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, tmp_path / "x", peft_method="lora", trainable_blocks=1)
     with pytest.raises(ConfigError, match="drop\n?.*--trainable_blocks"):
         run_in_process(config)
+
+
+def test_distillation_from_a_finetuned_teacher(tmp_path, digits_dir, tiny_vit_dir, timm_run):
+    """A ViT student learns from the timm run's model (another architecture and normalisation) and the labels."""
+    output_dir = tmp_path / "distilled"
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, teacher_model_name_or_path=str(timm_run),
+                           distillation_alpha=0.5, distillation_temperature=2.0, max_train_samples=None)
+    launch(config)
+    test = results(output_dir)["test"]
+    assert test["accuracy"] > test["majority_baseline_accuracy"] + 0.2
+    assert f"| Distilled from | `{timm_run}` |" in (output_dir / "report.md").read_text()
+
+
+def test_teacher_with_other_labels_is_refused_before_training(tmp_path, digits_dir, tiny_vit_dir, tiny_timm_dir):
+    output_dir = tmp_path / "refused"
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, teacher_model_name_or_path=str(tiny_timm_dir))
+    result = launch(config, check=False)
+    assert result.returncode != 0
+    assert "error: Teacher" in result.stderr and "fine-tuned on other labels" in result.stderr
+    assert not list(output_dir.glob("checkpoint-*")) and not (output_dir / "model.safetensors").exists()

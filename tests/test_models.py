@@ -9,7 +9,7 @@ import torch
 
 from hf_ft.args import ModelArguments
 from hf_ft.freezing import FreezeBackboneCallback, backbone_blocks, head_parameters, set_trainable
-from hf_ft.models import count_parameters, load_image_classifier
+from hf_ft.models import count_parameters, load_finetuned_classifier, load_image_classifier
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -114,3 +114,22 @@ def test_freeze_backbone_callback_unfreezes_after_n_epochs(tiny_vit_dir):
     state.epoch = 1.5  # resumed mid-way through a later epoch: starts unfrozen
     callback.on_train_begin(None, state, None)
     assert count_parameters(model)[0] == count_parameters(model)[1]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_timm_dir", "tiny_vit_dir"])
+def test_finetuned_classifier_loads_as_saved(fixture, request):
+    """A teacher or a model to compress keeps its own head and labels: nothing is re-initialised."""
+    import timm
+    from transformers import ViTForImageClassification
+
+    path = request.getfixturevalue(fixture)
+    model, _ = load_finetuned_classifier(str(path))
+    if fixture == "tiny_timm_dir":
+        reference = timm.create_model("local-dir:" + str(path), pretrained=True).eval()
+    else:
+        reference = ViTForImageClassification.from_pretrained(path).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference(pixels) if fixture == "tiny_timm_dir" else reference(pixel_values=pixels).logits
+        torch.testing.assert_close(model.eval()(pixel_values=pixels).logits, expected)
+    assert model.config.num_labels == (5 if fixture == "tiny_timm_dir" else 3)

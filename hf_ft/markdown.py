@@ -1,0 +1,41 @@
+"""Markdown pieces shared by the reports: table cells, numbers, the resolved-config block."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+
+def cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def code(text: Any) -> str:
+    return "—" if text in (None, "") else f"`{str(text).replace('`', '')}`"
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def config_yaml(config: dict) -> str:
+    try:
+        return yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
+    except yaml.YAMLError as error:
+        raise ValueError(
+            f"summary['config'] must hold plain values (str, int, float, bool, None, lists, dicts): {error}"
+        ) from error
+
+
+def config_section(config_yaml: str) -> str:
+    return (
+        "## Configuration\n\n<details>\n<summary>Resolved arguments (click to expand)</summary>\n\n"
+        f"```yaml\n{config_yaml}```\n\n</details>"
+    )

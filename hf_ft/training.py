@@ -1,0 +1,42 @@
+"""The Trainer every classification recipe builds: data, collator, metrics, and a teacher when distilling."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from datasets import DatasetDict
+from transformers import BaseImageProcessor, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+
+from . import metrics
+from .data import collate
+from .distillation import DistillationTrainer, Teacher
+
+
+def classification_trainer(
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    splits: DatasetDict,
+    training_args: TrainingArguments,
+    *,
+    num_labels: int,
+    teacher: Teacher | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Trainer:
+    """A `Trainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
+
+    `splits` carry their transforms already (`hf_ft.data.attach_transforms`); accuracy, macro-F1 and top-5 are
+    computed at each evaluation.
+    """
+    kwargs = {
+        "model": model,
+        "args": training_args,
+        "train_dataset": splits["train"],
+        "eval_dataset": splits.get("validation"),
+        "data_collator": collate,
+        "processing_class": processor,
+        "compute_metrics": metrics.compute_metrics_for_classification(num_labels),
+        "callbacks": list(callbacks),
+    }
+    if teacher is None:
+        return Trainer(**kwargs)
+    return DistillationTrainer(teacher=teacher, **kwargs)
