@@ -86,6 +86,8 @@ def load_image_classifier(
     }
     with _offline_hint(source):
         config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        if getattr(config, "pruned_structure", None):
+            return _load_pruned_for_training(source, config, label_names, model_args)
         _set_labels(config, label_names)
         _set_regularisation(config, model_args)
         if image_size is not None:
@@ -116,14 +118,30 @@ def load_finetuned_classifier(
         FileNotFoundError: the checkpoint path does not exist.
         InputError: a Hub checkpoint is asked for while offline and is not cached.
     """
-    check_model_source(source)
+    from .pruning import load_pruned_classifier  # pruning builds on this module
+
+    # Loads any classifier checkpoint; a structurally pruned one is rebuilt at its pruned shapes.
+    model = load_pruned_classifier(source, revision=revision, token=token, cache_dir=cache_dir)
     hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
     with _offline_hint(source):
-        config = AutoConfig.from_pretrained(source, **hub_kwargs)
-        _drop_timm_num_classes(config)
-        model = AutoModelForImageClassification.from_pretrained(source, config=config, **hub_kwargs)
-        processor = _image_processor(source, config, None, hub_kwargs)
+        processor = _image_processor(source, model.config, None, hub_kwargs)
     return model, processor
+
+
+def _load_pruned_for_training(
+    source: str, config: PretrainedConfig, label_names: list[str], model_args: ModelArguments
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """A structurally pruned checkpoint trains on as it is: its layers cannot be rebuilt from the config, so
+    re-initialising mismatched weights (`ignore_mismatched_sizes`) would silently throw the pruned ones away."""
+    saved = [config.id2label[i] for i in range(config.num_labels)]
+    if saved != list(label_names):
+        raise InputError(
+            f"{source} is structurally pruned (hf_ft.pruning) for the labels {saved[:10]}, not the data's "
+            f"{list(label_names)[:10]}: its head cannot be replaced. Prune a model fine-tuned on this data instead."
+        )
+    return load_finetuned_classifier(
+        source, revision=model_args.model_revision, token=model_args.token, cache_dir=model_args.cache_dir
+    )
 
 
 class _offline_hint:

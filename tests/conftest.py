@@ -55,3 +55,62 @@ def tiny_timm_dir(tmp_path_factory) -> Path:
     model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 32, 32), "test_input_size": (3, 32, 32)}
     timm.models.save_for_hf(model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def digits_lite0(tmp_path_factory, digits_dir):
+    """A real digits classifier built in seconds: ImageNet EfficientNet-Lite0 at 64 px with a fitted 10-digit head.
+
+    The converted demo weights (`hf_ft.assets`) with a new head fitted on their pooled features of the digits
+    train split (multinomial logistic regression, L-BFGS): ~94% test accuracy with confident logits, so a
+    variant that agrees with it has kept what the network computes (an untrained model's near-uniform logits
+    would flip argmax on any noise). Shared by the quantization and export tests; do not modify it.
+
+    Returns:
+        A namespace with `model` (eval mode), `processor`, `pixels` / `labels` per split ("train", "test"):
+        float32 (N, 3, 64, 64) preprocessed by the processor's eval transform, and int64 class ids; and
+        `test_logits`, the model's fp32 logits on the test split, the reference its variants are held to.
+    """
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from hf_ft.args import ModelArguments
+    from hf_ft.assets import convert_efficientnet_lite0
+    from hf_ft.data.transforms import eval_transform
+    from hf_ft.models import load_image_classifier
+
+    checkpoint = convert_efficientnet_lite0(tmp_path_factory.mktemp("ckpt") / "efficientnet_lite0")
+    torch.manual_seed(0)  # the new head's initialisation, so the fit is the same every session
+    model, processor = load_image_classifier(
+        ModelArguments(model_name_or_path=str(checkpoint)), [str(d) for d in range(10)], image_size=64
+    )
+    model.eval()
+    transform = eval_transform(processor)
+    pixels, labels = {}, {}
+    for split in ("train", "test"):
+        files = sorted((digits_dir / split).glob("*/*.png"))
+        pixels[split] = np.stack([transform(Image.open(f).convert("RGB")).numpy() for f in files])
+        labels[split] = np.array([int(f.parent.name) for f in files])
+
+    backbone, head = model.timm_model, model.timm_model.get_classifier()
+    with torch.no_grad():  # not inference_mode: the head is fitted on these features
+        features = torch.cat([
+            backbone.forward_head(backbone.forward_features(torch.from_numpy(batch)), pre_logits=True)
+            for batch in np.array_split(pixels["train"], 10)
+        ])
+    targets = torch.from_numpy(labels["train"])
+    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=100, history_size=10)
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(head(features), targets) + 1e-3 * head.weight.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.inference_mode():
+        test_logits = torch.cat([model(pixel_values=torch.from_numpy(b)).logits for b in np.array_split(pixels["test"], 4)])
+    return SimpleNamespace(model=model, processor=processor, pixels=pixels, labels=labels, test_logits=test_logits.numpy())

@@ -1,0 +1,172 @@
+"""The compression recipe end to end: `accelerate launch recipes/compress.py --config ...` on a tiny fine-tuned model.
+
+A tiny timm convnet is fine-tuned on the real digits by the image recipe, then distilled into a student,
+pruned (structured, iterative, fine-tuned), quantized and exported; every variant lands in one report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import REPO
+from .test_image_cls_recipe import _env, free_port, launch, recipe_config, results
+
+pytestmark = pytest.mark.slow
+
+COMPRESS = REPO / "recipes" / "compress.py"
+CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, digits_dir, tiny_timm_dir) -> Path:
+    tmp = tmp_path_factory.mktemp("finetuned")
+    output_dir = tmp / "tiny-resnet-digits"
+    launch(recipe_config(tmp, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=4))
+    return output_dir
+
+
+def compress_config(tmp_path: Path, digits_dir: Path, model: Path, student: Path, output_dir: Path, **overrides) -> Path:
+    config = {
+        "model_name_or_path": str(model),
+        "train_dir": str(digits_dir / "train"),
+        "validation_dir": str(digits_dir / "validation"),
+        "test_dir": str(digits_dir / "test"),
+        "image_size": 32,
+        "scale": [0.7, 1.0],
+        "hflip": 0.0,
+        "color_jitter": None,
+        "max_train_samples": 400,
+        "student_model_name_or_path": str(student),
+        "distillation_temperature": 4.0,
+        "pruning_method": "structured",
+        "pruning_sparsities": [0.3, 0.5],
+        "pruning_schedule": "iterative",
+        "pruning_finetune_epochs": 1,
+        "pruning_learning_rate": 1.0e-3,
+        "calibration_samples": 32,
+        "latency_batch_sizes": [1, 8],
+        "latency_repeats": 3,
+        "output_dir": str(output_dir),
+        "num_train_epochs": 2,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 128,
+        "learning_rate": 3.0e-3,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "seed": 7,
+        "use_cpu": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+    config.update(overrides)
+    path = tmp_path / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def compress(config: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
+               "--main_process_port", str(free_port()), str(COMPRESS), "--config", str(config), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env(), timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"compress failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory, digits_dir, tiny_timm_dir, finetuned) -> Path:
+    tmp = tmp_path_factory.mktemp("compressed")
+    output_dir = tmp / "compressed"
+    compress(compress_config(tmp, digits_dir, finetuned, tiny_timm_dir, output_dir))
+    return output_dir
+
+
+def _rows(output_dir: Path) -> dict[str, dict]:
+    data = json.loads((output_dir / "compression_results.json").read_text())
+    return {row["name"]: row for row in data["variants"]}
+
+
+def test_every_variant_is_measured_in_one_report(compressed, finetuned):
+    rows = _rows(compressed)
+    assert list(rows) == [
+        "original", "student distilled", "student baseline", "pruned 30%", "pruned 50%",
+        "PyTorch int8", "ONNX", "ONNX int8 dynamic", "ONNX int8 static",
+    ]
+    for row in rows.values():
+        assert 0.0 <= row["metrics"]["accuracy"] <= 1.0 and row["size_bytes"] > 0
+        assert set(row["latency_ms"]) == {"1", "8"} and all(ms > 0 for ms in row["latency_ms"].values())
+    # The original is scored by the same metrics code as the run that fine-tuned it: the same test accuracy.
+    assert rows["original"]["metrics"]["accuracy"] == pytest.approx(results(finetuned)["test"]["accuracy"], abs=1e-9)
+    assert rows["original"]["metrics"]["accuracy"] > 0.5
+    # The ONNX export computes the same function.
+    assert rows["ONNX"]["agreement"] >= 0.99
+    assert rows["ONNX int8 static"]["size_bytes"] < 0.5 * rows["ONNX"]["size_bytes"]
+
+    report = (compressed / "report.md").read_text()
+    for name in rows:
+        assert f"| {name} |" in report
+    assert "thread(s)" in report
+    assert (compressed / "accuracy_vs_latency.png").stat().st_size > 10_000
+    assert (compressed / "accuracy_vs_sparsity.png").stat().st_size > 10_000
+
+
+def test_structured_pruning_reaches_its_targets_and_reloads(compressed, digits_dir):
+    from hf_ft.data import load_image_classification_data
+    from hf_ft.args import ImageDataArguments
+    from hf_ft.inference import pixel_array
+    from hf_ft.pruning import load_pruned_classifier
+    from transformers import AutoImageProcessor
+
+    rows = _rows(compressed)
+    original = rows["original"]["num_parameters"]
+    for name, sparsity in (("pruned 30%", 0.3), ("pruned 50%", 0.5)):
+        row = rows[name]
+        assert row["num_parameters"] <= (1 - sparsity) * original
+        assert row["num_parameters"] >= (1 - sparsity - 0.1) * original
+        assert row["size_bytes"] < rows["original"]["size_bytes"]
+
+    # The saved pruned model reloads and reproduces the accuracy in the report.
+    path = compressed / rows["pruned 50%"]["path"]
+    model = load_pruned_classifier(str(path)).eval()
+    processor = AutoImageProcessor.from_pretrained(path)
+    data = load_image_classification_data(
+        ImageDataArguments(train_dir=str(digits_dir / "train"), test_dir=str(digits_dir / "test")), seed=7
+    )
+    import torch
+
+    with torch.no_grad():
+        logits = model(pixel_values=torch.from_numpy(pixel_array(data.splits["test"], processor))).logits.numpy()
+    accuracy = float(np.mean(logits.argmax(1) == np.asarray(data.splits["test"]["label"])))
+    assert accuracy == pytest.approx(rows["pruned 50%"]["metrics"]["accuracy"], abs=1e-9)
+
+
+def test_distilled_student_is_saved_for_pipeline(compressed, digits_dir):
+    from transformers import pipeline
+
+    classifier = pipeline("image-classification", model=str(compressed / "student_distilled"))
+    image = next((digits_dir / "test" / "3").iterdir())
+    assert classifier(str(image))[0]["label"] in {str(d) for d in range(10)}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["--pruning_sparsities", "0.5", "1.0"], "1.0"),
+        (["--onnx_opset", "99"], "opset"),
+        (["--student_model_name_or_path", "/nonexistent/student"], "/nonexistent/student"),
+    ],
+)
+def test_bad_input_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, finetuned, override, message):
+    output_dir = tmp_path / "out"
+    config = compress_config(tmp_path, digits_dir, finetuned, tiny_timm_dir, output_dir)
+    result = compress(config, *override, check=False)
+    assert result.returncode != 0
+    assert "error:" in result.stderr and message in result.stderr
+    assert not output_dir.exists()
