@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from .conftest import REPO
-from .test_image_cls_recipe import _env, free_port, launch, recipe_config, results
+from .test_image_cls_recipe import _env, free_port, launch, recipe_config, results, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +32,8 @@ def finetuned(tmp_path_factory, digits_dir, tiny_timm_dir) -> Path:
 
 
 def compress_config(tmp_path: Path, digits_dir: Path, model: Path, student: Path, output_dir: Path, **overrides) -> Path:
-    config = {
+    compression = {
         "model_name_or_path": str(model),
-        "train_dir": str(digits_dir / "train"),
-        "validation_dir": str(digits_dir / "validation"),
-        "test_dir": str(digits_dir / "test"),
-        "image_size": 32,
-        "scale": [0.7, 1.0],
-        "hflip": 0.0,
-        "color_jitter": None,
         "max_train_samples": 400,
         "student_model_name_or_path": str(student),
         "distillation_temperature": 4.0,
@@ -53,22 +45,9 @@ def compress_config(tmp_path: Path, digits_dir: Path, model: Path, student: Path
         "calibration_samples": 32,
         "latency_batch_sizes": [1, 8],
         "latency_repeats": 3,
-        "output_dir": str(output_dir),
         "num_train_epochs": 2,
-        "per_device_train_batch_size": 32,
-        "per_device_eval_batch_size": 128,
-        "learning_rate": 3.0e-3,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "seed": 7,
-        "use_cpu": True,
-        "report_to": "none",
-        "disable_tqdm": True,
     }
-    config.update(overrides)
-    path = tmp_path / f"{output_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(tmp_path, digits_dir, output_dir, **{**compression, **overrides})
 
 
 def compress(config: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -28,8 +28,12 @@ TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
 
 
 def recipe_config(tmp_path: Path, digits_dir: Path, checkpoint: Path, output_dir: Path, **overrides) -> Path:
+    return write_config(tmp_path, digits_dir, output_dir, model_name_or_path=str(checkpoint), **overrides)
+
+
+def write_config(tmp_path: Path, digits_dir: Path, output_dir: Path, **overrides) -> Path:
+    """A quick CPU run's config on the digits (any recipe): data, augmentation and training keys + overrides."""
     config = {
-        "model_name_or_path": str(checkpoint),
         "train_dir": str(digits_dir / "train"),
         "validation_dir": str(digits_dir / "validation"),
         "test_dir": str(digits_dir / "test"),

@@ -127,14 +127,12 @@ def test_lite0_static_int8_is_a_third_of_the_size_and_keeps_predictions(lite0_on
     labels = digits_lite0.labels["test"]
 
     assert static.stat().st_size <= 0.35 * fp32.stat().st_size  # measured: 29%
-    # Measured on 2-core AVX2: 96.7% agreement, accuracy 93.3% against 93.9%. Post-training int8 of
-    # EfficientNet-Lite0 costs this much: even 8-bit weights simulated in fp32 agree on 97.8% only.
-    assert _agreement(logits, reference) >= 0.95
+    assert _agreement(logits, reference) >= 0.98
     assert np.mean(logits.argmax(1) == labels) >= np.mean(reference.argmax(1) == labels) - 0.02
     ops = _op_types(static)
     assert ops["QuantizeLinear"] > 40 and ops["DequantizeLinear"] > 40
     first = next(node for node in onnx.load(static).graph.node if "pixel_values" in node.input)
-    assert first.op_type == "Conv"  # the stem reads the pixels itself: it stays fp32
+    assert first.op_type == "Conv"  # the stem reads the pixels itself: it stays fp32 (and the next two convs)
 
 
 def test_lite0_dynamic_int8_leaves_convolutions_fp32(lite0_onnx, digits_lite0, tmp_path):
