@@ -192,6 +192,7 @@ def main(
     if compression_args.export_onnx:
         onnx_dir = output_dir / "onnx"
         fp32 = onnx_export.export_onnx(original, example, onnx_dir / "model.onnx", opset=compression_args.onnx_opset)
+        original.config.save_pretrained(onnx_dir)  # id2label, and a timm model's preprocessing
         processor.save_pretrained(onnx_dir)
         method = f"torch.onnx.export, opset {compression_args.onnx_opset}"
         variants.append(Variant("ONNX", method, fp32, fp32, processor, original_parameters))

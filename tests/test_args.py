@@ -8,6 +8,7 @@ import pytest
 from transformers import TrainingArguments
 
 from hf_ft.args import (
+    CompressionArguments,
     ConfigError,
     DistillationArguments,
     ImageDataArguments,
@@ -82,3 +83,21 @@ def test_shipped_image_configs_parse(config, monkeypatch):
     model, data, _, _, _, training = parse_args(IMAGE_ARGS, ["--config", str(config), "--bf16", "false"])
     assert model.model_name_or_path and training.output_dir
     assert isinstance(training.learning_rate, float)
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "recipes" / "configs" / "compress").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_compress_configs_parse(config, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    types = (ModelArguments, ImageDataArguments, CompressionArguments, DistillationArguments, TrainingArguments)
+    model, _, compression, distillation, training = parse_args(types, ["--config", str(config), "--bf16", "false"])
+    assert model.model_name_or_path and compression.student_model_name_or_path and training.output_dir
+    assert compression.pruning_method == "structured" and distillation.distillation_temperature > 0
+
+
+def test_compression_arguments_are_checked():
+    with pytest.raises(ConfigError, match="pruning_method"):
+        CompressionArguments(pruning_method="magnitude")
+    with pytest.raises(ConfigError, match="onnx_quantization"):
+        CompressionArguments(onnx_quantization=["fp16"])
+    with pytest.raises(ConfigError, match="needs --export_onnx"):
+        CompressionArguments(export_onnx=False)

@@ -325,12 +325,15 @@ def test_peft_with_freezing_is_refused(tmp_path, digits_dir, tiny_timm_dir):
         run_in_process(config)
 
 
-def test_distillation_from_a_finetuned_teacher(tmp_path, digits_dir, tiny_vit_dir, timm_run):
-    """A ViT student learns from the timm run's model (another architecture and normalisation) and the labels."""
+def test_distillation_from_a_finetuned_teacher_under_ddp(tmp_path, digits_dir, tiny_vit_dir, timm_run):
+    """A ViT student learns from the timm run's model (another architecture and normalisation) and the labels,
+    in two DDP processes (each holds the teacher on its own device)."""
     output_dir = tmp_path / "distilled"
     config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, teacher_model_name_or_path=str(timm_run),
-                           distillation_alpha=0.5, distillation_temperature=2.0, max_train_samples=None)
-    launch(config)
+                           distillation_alpha=0.5, distillation_temperature=2.0, max_train_samples=None,
+                           per_device_train_batch_size=16)
+    result = launch(config, accelerate_config=TWO_PROCESS_CONFIG)
+    assert "(2 processes)" in result.stdout
     test = results(output_dir)["test"]
     assert test["accuracy"] > test["majority_baseline_accuracy"] + 0.2
     assert f"| Distilled from | `{timm_run}` |" in (output_dir / "report.md").read_text()
