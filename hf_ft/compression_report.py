@@ -48,7 +48,10 @@ def write_compression_report(output_dir: str | Path, variants: list[VariantResul
             "config" (resolved arguments)}`.
     """
     output_dir = Path(output_dir)
-    results = {"summary": {k: v for k, v in summary.items() if k != "config"}, "variants": [asdict(v) for v in variants]}
+    results = {
+        "summary": {k: v for k, v in summary.items() if k != "config"},
+        "variants": [asdict(v) for v in variants],
+    }
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     _plot_accuracy_vs_latency(output_dir / "accuracy_vs_latency.png", variants)
     pruned = [v for v in variants if v.sparsity is not None]
@@ -61,7 +64,16 @@ def write_compression_report(output_dir: str | Path, variants: list[VariantResul
 def _markdown(variants: list[VariantResult], summary: dict, *, has_sparsity_plot: bool) -> str:
     original = variants[0]
     batch_sizes = sorted({size for v in variants for size in v.latency_ms})
-    header = ["Variant", "Method", "Test accuracy", "Macro-F1", "Agrees with original", "Parameters", "Size on disk", "Smaller"]
+    header = [
+        "Variant",
+        "Method",
+        "Test accuracy",
+        "Macro-F1",
+        "Agrees with original",
+        "Parameters",
+        "Size on disk",
+        "Smaller",
+    ]
     header += [f"Latency b{size} (ms)" for size in batch_sizes] + [f"Speed-up b{batch_sizes[0]}"]
     rows = []
     for v in variants:
@@ -119,8 +131,13 @@ def _plot_accuracy_vs_latency(path: Path, variants: list[VariantResult]) -> None
     axes = figure.subplots()
     for v in variants:
         axes.scatter(v.latency_ms[batch_size], 100 * v.metrics["accuracy"], s=40)
-        axes.annotate(v.name, (v.latency_ms[batch_size], 100 * v.metrics["accuracy"]), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+        axes.annotate(
+            v.name,
+            (v.latency_ms[batch_size], 100 * v.metrics["accuracy"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     axes.set_xlabel(f"CPU latency, batch {batch_size} (ms, median)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("Accuracy against latency")

@@ -106,7 +106,9 @@ class TeacherInputs(nn.Module):
         if self.renormalise:
             pixel_values = pixel_values * self.scale.to(pixel_values.dtype) + self.shift.to(pixel_values.dtype)
         if self.size is not None:
-            pixel_values = F.interpolate(pixel_values, size=self.size, mode="bilinear", antialias=True, align_corners=False)
+            pixel_values = F.interpolate(
+                pixel_values, size=self.size, mode="bilinear", antialias=True, align_corners=False
+            )
         return pixel_values
 
 

@@ -92,7 +92,9 @@ def main(
         onnx_export.check_opset(compression_args.onnx_opset)
     run_args = to_plain_dict(model_args, data_args, compression_args, distillation_args, training_args)
     with training_args.main_process_first(desc="output_dir check"):
-        prepare_output_dir(str(output_dir), run_args, resume_from_checkpoint=None, is_main_process=training_args.should_save)
+        prepare_output_dir(
+            str(output_dir), run_args, resume_from_checkpoint=None, is_main_process=training_args.should_save
+        )
     set_seed(training_args.seed)
 
     # ---- Data: the dataset the model was fine-tuned on; variants are compared on its test split ----
@@ -101,23 +103,32 @@ def main(
             data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
         )
     if "test" not in data.splits:
-        raise InputError("recipes/compress.py compares the variants on a test split: set --test_dir, --test_file or "
-                         "a dataset with a `test` split (--test_split_name).")
+        raise InputError(
+            "recipes/compress.py compares the variants on a test split: set --test_dir, --test_file or "
+            "a dataset with a `test` split (--test_split_name)."
+        )
     logger.info("Splits: %s", {name: len(split) for name, split in data.splits.items()})
 
     # ---- The fine-tuned model, as saved ----
     original, processor = load_finetuned_classifier(
-        model_args.model_name_or_path, revision=model_args.model_revision, token=model_args.token, cache_dir=model_args.cache_dir
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        cache_dir=model_args.cache_dir,
     )
     if teacher_label_order(original, data.label_names, model_args.model_name_or_path) is not None:
-        raise InputError(f"{model_args.model_name_or_path} lists the data's labels in another order than the data; "
-                         "compress the model with the dataset (and label column) it was fine-tuned on.")
+        raise InputError(
+            f"{model_args.model_name_or_path} lists the data's labels in another order than the data; "
+            "compress the model with the dataset (and label column) it was fine-tuned on."
+        )
     original.eval()
     example = torch.from_numpy(pixel_array(data.splits["test"], processor, limit=2))
     if compression_args.pruning_method == "structured":
         pruning.check_structured_support(original, example)  # on its own copy
     _, original_parameters = count_parameters(original)  # int8 and ONNX variants hold these, in other formats
-    variants = [Variant("original", "fine-tuned", Path(model_args.model_name_or_path), original, processor, original_parameters)]
+    variants = [
+        Variant("original", "fine-tuned", Path(model_args.model_name_or_path), original, processor, original_parameters)
+    ]
 
     # ---- Knowledge distillation: the student with the teacher, and without it on the same budget ----
     if compression_args.student_model_name_or_path:
@@ -132,16 +143,33 @@ def main(
             )
             teacher = None
             if with_teacher:
-                teacher = load_teacher(teacher_args, data.label_names, student_processor, token=model_args.token, cache_dir=model_args.cache_dir)
+                teacher = load_teacher(
+                    teacher_args,
+                    data.label_names,
+                    student_processor,
+                    token=model_args.token,
+                    cache_dir=model_args.cache_dir,
+                )
             args = dataclasses.replace(training_args, output_dir=str(output_dir / name))
             student = _train(student, student_processor, data, data_args, args, teacher=teacher)
             if training_args.should_save:
                 student.save_pretrained(output_dir / name)
                 student_processor.save_pretrained(output_dir / name)
-            method = (f"distilled (alpha {teacher_args.distillation_alpha:g}, T {teacher_args.distillation_temperature:g})"
-                      if with_teacher else "same student, no teacher")
-            variants.append(Variant(name.replace("_", " "), method, output_dir / name, student, student_processor,
-                                    count_parameters(student)[1]))
+            method = (
+                f"distilled (alpha {teacher_args.distillation_alpha:g}, T {teacher_args.distillation_temperature:g})"
+                if with_teacher
+                else "same student, no teacher"
+            )
+            variants.append(
+                Variant(
+                    name.replace("_", " "),
+                    method,
+                    output_dir / name,
+                    student,
+                    student_processor,
+                    count_parameters(student)[1],
+                )
+            )
 
     # ---- Pruning: each target from the original (one-shot) or from the previous step (iterative) ----
     if compression_args.pruning_method:
@@ -175,8 +203,17 @@ def main(
                 if compression_args.pruning_method == "unstructured"
                 else 1 - parameters / original_parameters
             )
-            variants.append(Variant(f"pruned {round(100 * sparsity)}%", method, output_dir / name, model, processor,
-                                    parameters, measured))
+            variants.append(
+                Variant(
+                    f"pruned {round(100 * sparsity)}%",
+                    method,
+                    output_dir / name,
+                    model,
+                    processor,
+                    parameters,
+                    measured,
+                )
+            )
             previous = model
 
     results: dict = {}
@@ -188,7 +225,9 @@ def main(
         int8 = quantization.quantize_dynamic_int8(original)
         path = quantization.save_dynamic_int8(int8, output_dir / "int8_dynamic")
         processor.save_pretrained(output_dir / "int8_dynamic")
-        variants.append(Variant("PyTorch int8", "dynamic int8 (Linear layers)", path, int8, processor, original_parameters))
+        variants.append(
+            Variant("PyTorch int8", "dynamic int8 (Linear layers)", path, int8, processor, original_parameters)
+        )
     if compression_args.export_onnx:
         onnx_dir = output_dir / "onnx"
         fp32 = onnx_export.export_onnx(original, example, onnx_dir / "model.onnx", opset=compression_args.onnx_opset)
@@ -202,7 +241,9 @@ def main(
             variants.append(Variant("ONNX int8 dynamic", method, path, path, processor, original_parameters))
         if "static" in compression_args.onnx_quantization:
             calibration = pixel_array(
-                data.splits["train"].shuffle(seed=training_args.seed), processor, limit=compression_args.calibration_samples
+                data.splits["train"].shuffle(seed=training_args.seed),
+                processor,
+                limit=compression_args.calibration_samples,
             )
             path = onnx_export.quantize_onnx_static(
                 fp32, onnx_dir / "model_int8_static.onnx", np.array_split(calibration, max(1, len(calibration) // 16))
@@ -233,13 +274,21 @@ def main(
             num_parameters=variant.num_parameters,
             size_bytes=weights_size_bytes(path),
             latency_ms=measure_latency(
-                predict, pixels, batch_sizes=compression_args.latency_batch_sizes, repeats=compression_args.latency_repeats
+                predict,
+                pixels,
+                batch_sizes=compression_args.latency_batch_sizes,
+                repeats=compression_args.latency_repeats,
             ),
             sparsity=variant.sparsity,
             notes=_notes(variant.method),
         )
-        logger.info("%-18s accuracy %.4f  %.2f MB  latency %s ms", variant.name, row.metrics["accuracy"],
-                    row.size_bytes / 1e6, {b: round(ms, 2) for b, ms in row.latency_ms.items()})
+        logger.info(
+            "%-18s accuracy %.4f  %.2f MB  latency %s ms",
+            variant.name,
+            row.metrics["accuracy"],
+            row.size_bytes / 1e6,
+            {b: round(ms, 2) for b, ms in row.latency_ms.items()},
+        )
         rows.append(row)
 
     # ---- Report ----
@@ -286,17 +335,27 @@ def _predictor(model: PreTrainedModel | torch.nn.Module | Path, threads: int) ->
 
 def _notes(method: str) -> list[str]:
     if method.startswith("unstructured"):
-        return ["zeros in dense tensors: the same file size and dense-kernel speed; the gain needs sparse storage or kernels."]
+        return [
+            "zeros in dense tensors: the same file size and dense-kernel speed; the gain needs sparse storage or kernels."
+        ]
     if method.startswith("dynamic int8"):
-        return ["PyTorch dynamic quantization covers Linear layers only; convolutions stay fp32 (use ONNX int8 for convnets)."]
+        return [
+            "PyTorch dynamic quantization covers Linear layers only; convolutions stay fp32 (use ONNX int8 for convnets)."
+        ]
     if method.startswith("ONNX Runtime dynamic"):
-        return ["MatMul layers only: ONNX Runtime quantizes convolutions per tensor when dynamic, which loses a "
-                "convnet's accuracy (13% agreement on the digits demo); static int8 is the int8 path for convnets."]
+        return [
+            "MatMul layers only: ONNX Runtime quantizes convolutions per tensor when dynamic, which loses a "
+            "convnet's accuracy (13% agreement on the digits demo); static int8 is the int8 path for convnets."
+        ]
     if method.startswith("ONNX Runtime static"):
-        return ["the first three convolutions (a convnet's stem and first block) stay fp32: they cost the most "
-                "agreement when quantized and hold few weights."]
+        return [
+            "the first three convolutions (a convnet's stem and first block) stay fp32: they cost the most "
+            "agreement when quantized and hold few weights."
+        ]
     return []
 
 
 if __name__ == "__main__":
-    run_recipe(main, (ModelArguments, ImageDataArguments, CompressionArguments, DistillationArguments, TrainingArguments))
+    run_recipe(
+        main, (ModelArguments, ImageDataArguments, CompressionArguments, DistillationArguments, TrainingArguments)
+    )
