@@ -86,8 +86,8 @@ def load_image_classifier(
     }
     with _offline_hint(source):
         config = AutoConfig.from_pretrained(source, **hub_kwargs)
-        if getattr(config, "pruned_structure", None):
-            return _load_pruned_for_training(source, config, label_names, model_args)
+        if _is_structurally_pruned(config):
+            return _load_pruned_for_training(source, config, label_names, hub_kwargs)
         _set_labels(config, label_names)
         _set_regularisation(config, model_args)
         if image_size is not None:
@@ -103,6 +103,31 @@ def load_image_classifier(
     return model, processor
 
 
+def load_saved_classifier(
+    source: str,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    cache_dir: str | None = None,
+) -> PreTrainedModel:
+    """Load a classifier exactly as it was saved (its own head and labels), in eval mode.
+
+    A structurally pruned checkpoint (`hf_ft.pruning.save_pruned`) is rebuilt at its pruned shapes and loaded
+    strictly; any other loads with `from_pretrained`.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        InputError: a Hub checkpoint is asked for while offline and is not cached, or a pruned checkpoint's
+            weights do not match the architecture it records.
+    """
+    check_model_source(source)
+    hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+    with _offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        _drop_timm_num_classes(config)
+        return _model_as_saved(source, config, hub_kwargs)
+
+
 def load_finetuned_classifier(
     source: str,
     *,
@@ -110,26 +135,37 @@ def load_finetuned_classifier(
     token: str | None = None,
     cache_dir: str | None = None,
 ) -> tuple[PreTrainedModel, BaseImageProcessor]:
-    """Load a fine-tuned classifier exactly as it was saved (its own head and labels) with its image processor.
+    """`load_saved_classifier` plus the checkpoint's image processor.
 
     For models that are used, not re-headed: a distillation teacher, the model a compression run starts from.
 
     Raises:
         FileNotFoundError: the checkpoint path does not exist.
-        InputError: a Hub checkpoint is asked for while offline and is not cached.
+        InputError: as `load_saved_classifier`.
     """
-    from .pruning import load_pruned_classifier  # pruning builds on this module
-
-    # Loads any classifier checkpoint; a structurally pruned one is rebuilt at its pruned shapes.
-    model = load_pruned_classifier(source, revision=revision, token=token, cache_dir=cache_dir)
+    model = load_saved_classifier(source, revision=revision, token=token, cache_dir=cache_dir)
     hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
     with _offline_hint(source):
         processor = _image_processor(source, model.config, None, hub_kwargs)
     return model, processor
 
 
+def _model_as_saved(source: str, config: PretrainedConfig, hub_kwargs: dict) -> PreTrainedModel:
+    if _is_structurally_pruned(config):
+        from .pruning import load_pruned_weights  # pruning builds on this module
+
+        return load_pruned_weights(source, config, hub_kwargs)
+    return AutoModelForImageClassification.from_pretrained(source, config=config, **hub_kwargs).eval()
+
+
+def _is_structurally_pruned(config: PretrainedConfig) -> bool:
+    from .pruning import is_structurally_pruned
+
+    return is_structurally_pruned(config)
+
+
 def _load_pruned_for_training(
-    source: str, config: PretrainedConfig, label_names: list[str], model_args: ModelArguments
+    source: str, config: PretrainedConfig, label_names: list[str], hub_kwargs: dict
 ) -> tuple[PreTrainedModel, BaseImageProcessor]:
     """A structurally pruned checkpoint trains on as it is: its layers cannot be rebuilt from the config, so
     re-initialising mismatched weights (`ignore_mismatched_sizes`) would silently throw the pruned ones away."""
@@ -139,9 +175,8 @@ def _load_pruned_for_training(
             f"{source} is structurally pruned (hf_ft.pruning) for the labels {saved[:10]}, not the data's "
             f"{list(label_names)[:10]}: its head cannot be replaced. Prune a model fine-tuned on this data instead."
         )
-    return load_finetuned_classifier(
-        source, revision=model_args.model_revision, token=model_args.token, cache_dir=model_args.cache_dir
-    )
+    _drop_timm_num_classes(config)
+    return _model_as_saved(source, config, hub_kwargs), _image_processor(source, config, None, hub_kwargs)
 
 
 class _offline_hint:

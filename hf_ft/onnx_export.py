@@ -26,7 +26,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -37,6 +37,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from .errors import InputError
+from .inference import Predictor
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "logits"
@@ -243,7 +244,7 @@ def _full_precision_nodes(graph: onnx.GraphProto, convolutions: int = 3) -> list
     return list(dict.fromkeys([*(node.name for node in graph.node if INPUT_NAME in node.input), *first_convs]))
 
 
-def onnx_predictor(path: str | os.PathLike, num_threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def onnx_predictor(path: str | os.PathLike, num_threads: int) -> Predictor:
     """A function from float32 NCHW pixel values to logits (numpy) that runs an ONNX file on the CPU.
 
     Args:

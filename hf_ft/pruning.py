@@ -9,8 +9,8 @@ Structured: torch-pruning (DepGraph) removes whole channels of convnets, MLP neu
 dimensions of transformers, until the model has at most a target number of parameters. Its config.json
 still describes the unpruned architecture, so `save_pruned` records every tensor shape and module size
 attribute that differs from what the config builds (`pruned_structure` in config.json), and
-`load_pruned_classifier` builds the architecture from the config, shrinks it as recorded and loads the
-weights strictly. `from_pretrained` alone cannot load such a checkpoint (transformers 5 has no
+`hf_ft.models.load_saved_classifier` (via `load_pruned_weights`) builds the architecture from the config,
+shrinks it as recorded and loads the weights strictly. `from_pretrained` alone cannot load such a checkpoint (transformers 5 has no
 `pruned_heads`; the config has no per-layer widths) and must not be used with `ignore_mismatched_sizes`,
 which would re-initialise every pruned layer.
 """
@@ -28,10 +28,10 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.nn.utils import prune
-from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 
 from .errors import InputError
-from .models import _drop_timm_num_classes, _offline_hint, check_model_source, count_parameters, head_module_name
+from .models import count_parameters, head_module_name
 
 logger = logging.getLogger(__name__)
 
@@ -382,12 +382,12 @@ def _first_line(exc: Exception) -> str:
 
 
 def is_structurally_pruned(config: PretrainedConfig) -> bool:
-    """Whether a config records a structurally pruned architecture (to be loaded with `load_pruned_classifier`)."""
+    """Whether a config records a structurally pruned architecture (`hf_ft.models.load_saved_classifier` loads it)."""
     return bool(getattr(config, _STRUCTURE_KEY, None))
 
 
 def save_pruned(model: PreTrainedModel, output_dir: str | Path) -> None:
-    """Save a pruned model so `load_pruned_classifier` reloads it exactly.
+    """Save a pruned model so `hf_ft.models.load_saved_classifier` reloads it exactly.
 
     Unstructurally pruned (same shapes): `save_pretrained`. Structurally pruned: config.json with
     `pruned_structure` (what differs from what the config builds: `tensors` name -> shape, `modules` name ->
@@ -412,33 +412,24 @@ def save_pruned(model: PreTrainedModel, output_dir: str | Path) -> None:
     save_model(model, str(output_dir / _WEIGHTS_NAME), metadata={"format": "pt"})
 
 
-def load_pruned_classifier(
-    source: str,
-    *,
-    revision: str = "main",
-    token: str | None = None,
-    cache_dir: str | None = None,
-) -> PreTrainedModel:
-    """Load a classifier saved by `save_pruned` (or any classifier checkpoint), from a directory or the Hub.
+def load_pruned_weights(source: str, config: PretrainedConfig, hub_kwargs: dict) -> PreTrainedModel:
+    """Build the architecture `config` records as pruned and load `source`'s weights into it strictly, in eval mode.
 
-    A structurally pruned checkpoint is built from its config, shrunk to the recorded shapes and attributes,
-    and loaded strictly: a missing, unexpected or mis-shaped weight is an error, never a re-initialised layer.
-    Any other checkpoint loads with `from_pretrained`.
+    Used by `hf_ft.models.load_saved_classifier` (the way to load any saved classifier, pruned or not): a
+    missing, unexpected or mis-shaped weight is an error, never a re-initialised layer.
 
     Raises:
-        FileNotFoundError: the checkpoint path does not exist.
-        InputError: offline and not cached, or the weights do not match the recorded architecture.
+        InputError: the weights do not match the recorded architecture.
     """
-    check_model_source(source)
-    hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-    with _offline_hint(source):
-        config = AutoConfig.from_pretrained(source, **hub_kwargs)
-        _drop_timm_num_classes(config)
-        if not is_structurally_pruned(config):
-            return AutoModelForImageClassification.from_pretrained(source, config=config, **hub_kwargs)
-        weights = Path(source) / _WEIGHTS_NAME if Path(source).is_dir() else Path(
-            hf_hub_download(source, _WEIGHTS_NAME, **hub_kwargs)
+    weights = Path(source) / _WEIGHTS_NAME if Path(source).is_dir() else Path(
+        hf_hub_download(
+            source,
+            _WEIGHTS_NAME,
+            revision=hub_kwargs.get("revision"),
+            token=hub_kwargs.get("token"),
+            cache_dir=hub_kwargs.get("cache_dir"),
         )
+    )
     model = AutoModelForImageClassification.from_config(config)
     try:
         _restore_structure(model, getattr(config, _STRUCTURE_KEY))

@@ -23,7 +23,7 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
 
 from .errors import InputError
+from .inference import Predictor
 
 WEIGHTS_NAME = "model_int8.pt"
 
@@ -115,7 +116,7 @@ def load_dynamic_int8(path: str | os.PathLike) -> PreTrainedModel:
     return model
 
 
-def torch_predictor(model: nn.Module, num_threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def torch_predictor(model: nn.Module, num_threads: int) -> Predictor:
     """A function from float32 NCHW pixel values to logits (numpy) that runs `model` on the CPU.
 
     Sets torch's process-wide intra-op thread count to `num_threads` (torch has no per-model setting), and puts

@@ -103,7 +103,7 @@ def test_structured_pruning_reaches_its_targets_and_reloads(compressed, digits_d
     from hf_ft.data import load_image_classification_data
     from hf_ft.args import ImageDataArguments
     from hf_ft.inference import pixel_array
-    from hf_ft.pruning import load_pruned_classifier
+    from hf_ft.models import load_saved_classifier
     from transformers import AutoImageProcessor
 
     rows = _rows(compressed)
@@ -116,7 +116,7 @@ def test_structured_pruning_reaches_its_targets_and_reloads(compressed, digits_d
 
     # The saved pruned model reloads and reproduces the accuracy in the report.
     path = compressed / rows["pruned 50%"]["path"]
-    model = load_pruned_classifier(str(path)).eval()
+    model = load_saved_classifier(str(path)).eval()
     processor = AutoImageProcessor.from_pretrained(path)
     data = load_image_classification_data(
         ImageDataArguments(train_dir=str(digits_dir / "train"), test_dir=str(digits_dir / "test")), seed=7

@@ -16,7 +16,7 @@ from transformers import AutoModelForImageClassification, pipeline
 from hf_ft import pruning
 from hf_ft.args import ModelArguments
 from hf_ft.errors import InputError
-from hf_ft.models import count_parameters, head_module_name, load_image_classifier
+from hf_ft.models import count_parameters, head_module_name, load_image_classifier, load_saved_classifier
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -171,7 +171,7 @@ def test_masks_keep_zeros_through_training_and_the_permanent_model_reloads(tiny_
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "pruned").eval()
     torch.testing.assert_close(_logits(reloaded, pixel_values), _logits(model, pixel_values), rtol=0, atol=0)
     assert pruning.weight_sparsity(reloaded) == pruning.weight_sparsity(model)
-    again = pruning.load_pruned_classifier(str(tmp_path / "pruned"))
+    again = load_saved_classifier(str(tmp_path / "pruned"))
     torch.testing.assert_close(_logits(again, pixel_values), _logits(model, pixel_values), rtol=0, atol=0)
 
 
@@ -189,7 +189,7 @@ def _check_structured(model, processor, target_share, pixel_values, tmp_path, im
 
     pruning.save_pruned(model, tmp_path)
     processor.save_pretrained(tmp_path)
-    reloaded = pruning.load_pruned_classifier(str(tmp_path))
+    reloaded = load_saved_classifier(str(tmp_path))
     assert pruning.is_structurally_pruned(reloaded.config)
     assert type(reloaded) is type(model)
     assert count_parameters(reloaded)[1] == pruned
@@ -223,7 +223,7 @@ def test_structured_timm_resnet_reaches_targets_iteratively_and_reloads(tiny_tim
     assert first.training  # pruning keeps the mode a following fine-tune expects
     first.eval()
     pruning.save_pruned(first, tmp_path / "50")
-    reloaded = pruning.load_pruned_classifier(str(tmp_path / "50"))
+    reloaded = load_saved_classifier(str(tmp_path / "50"))
     assert 0.47 * total <= count_parameters(reloaded)[1] <= 0.5 * total
     torch.testing.assert_close(_logits(reloaded, pixel_values), _logits(first, pixel_values), rtol=0, atol=1e-5)
     # The head keeps its outputs (the classes); its inputs shrink with the last stage.
@@ -281,7 +281,7 @@ def test_attention_without_a_known_head_layout_is_left_whole(tmp_path):
     assert [block.attn.qkv.out_features for block in model.timm_model.blocks] == qkv
     assert all(block.mlp.fc1.out_features < width for block, width in zip(model.timm_model.blocks, hidden))
     pruning.save_pruned(model, tmp_path / "pruned")
-    reloaded = pruning.load_pruned_classifier(str(tmp_path / "pruned"))
+    reloaded = load_saved_classifier(str(tmp_path / "pruned"))
     torch.testing.assert_close(_logits(reloaded, pixel_values), _logits(model, pixel_values), rtol=0, atol=1e-5)
 
 
@@ -333,7 +333,7 @@ def test_checkpoint_that_does_not_match_its_record_is_refused(tiny_timm_dir, tmp
     del config["pruned_structure"]["tensors"][name]
     config_path.write_text(json.dumps(config))
     with pytest.raises(InputError, match="does not match the pruned architecture"):
-        pruning.load_pruned_classifier(str(tmp_path))
+        load_saved_classifier(str(tmp_path))
 
 
 def test_pruned_checkpoint_goes_through_the_normal_loading_path(tiny_timm_dir, tmp_path):
