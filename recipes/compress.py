@@ -53,6 +53,23 @@ from hf_ft.training import classification_trainer
 logger = logging.getLogger("hf_ft")
 
 
+# What a reader of the report must know about a variant's numbers.
+_UNSTRUCTURED_NOTE = (
+    "zeros in dense tensors: the same file size and dense-kernel speed; the gain needs sparse storage or kernels."
+)
+_TORCH_INT8_NOTE = (
+    "PyTorch dynamic quantization covers Linear layers only; convolutions stay fp32 (use ONNX int8 for convnets)."
+)
+_ONNX_DYNAMIC_NOTE = (
+    "MatMul layers only: ONNX Runtime quantizes convolutions per tensor when dynamic, which loses a "
+    "convnet's accuracy (13% agreement on the digits demo); static int8 is the int8 path for convnets."
+)
+_ONNX_STATIC_NOTE = (
+    "the first three convolutions (a convnet's stem and first block) stay fp32: they cost the most "
+    "agreement when quantized and hold few weights."
+)
+
+
 @dataclasses.dataclass
 class Variant:
     """A model made by this run (or the original), before it is measured."""
@@ -64,6 +81,7 @@ class Variant:
     processor: BaseImageProcessor  # its evaluation preprocessing
     num_parameters: int
     sparsity: float | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def main(
@@ -212,6 +230,7 @@ def main(
                     processor,
                     parameters,
                     measured,
+                    [_UNSTRUCTURED_NOTE] if compression_args.pruning_method == "unstructured" else [],
                 )
             )
             previous = model
@@ -226,7 +245,15 @@ def main(
         path = quantization.save_dynamic_int8(int8, output_dir / "int8_dynamic")
         processor.save_pretrained(output_dir / "int8_dynamic")
         variants.append(
-            Variant("PyTorch int8", "dynamic int8 (Linear layers)", path, int8, processor, original_parameters)
+            Variant(
+                "PyTorch int8",
+                "dynamic int8 (Linear layers)",
+                path,
+                int8,
+                processor,
+                original_parameters,
+                notes=[_TORCH_INT8_NOTE],
+            )
         )
     if compression_args.export_onnx:
         onnx_dir = output_dir / "onnx"
@@ -238,7 +265,11 @@ def main(
         if "dynamic" in compression_args.onnx_quantization:
             path = onnx_export.quantize_onnx_dynamic(fp32, onnx_dir / "model_int8_dynamic.onnx")
             method = "ONNX Runtime dynamic int8 (MatMul layers)"
-            variants.append(Variant("ONNX int8 dynamic", method, path, path, processor, original_parameters))
+            variants.append(
+                Variant(
+                    "ONNX int8 dynamic", method, path, path, processor, original_parameters, notes=[_ONNX_DYNAMIC_NOTE]
+                )
+            )
         if "static" in compression_args.onnx_quantization:
             calibration = pixel_array(
                 data.splits["train"].shuffle(seed=training_args.seed),
@@ -249,7 +280,11 @@ def main(
                 fp32, onnx_dir / "model_int8_static.onnx", np.array_split(calibration, max(1, len(calibration) // 16))
             )
             method = f"ONNX Runtime static int8 (QDQ, {len(calibration)} calibration images)"
-            variants.append(Variant("ONNX int8 static", method, path, path, processor, original_parameters))
+            variants.append(
+                Variant(
+                    "ONNX int8 static", method, path, path, processor, original_parameters, notes=[_ONNX_STATIC_NOTE]
+                )
+            )
 
     # ---- Evaluate every variant on the test split and time it on the CPU ----
     threads = compression_args.latency_threads or torch.get_num_threads()
@@ -280,7 +315,7 @@ def main(
                 repeats=compression_args.latency_repeats,
             ),
             sparsity=variant.sparsity,
-            notes=_notes(variant.method),
+            notes=variant.notes,
         )
         logger.info(
             "%-18s accuracy %.4f  %.2f MB  latency %s ms",
@@ -331,28 +366,6 @@ def _predictor(model: PreTrainedModel | torch.nn.Module | Path, threads: int) ->
     if isinstance(model, Path):
         return onnx_export.onnx_predictor(model, threads)
     return quantization.torch_predictor(model, threads)
-
-
-def _notes(method: str) -> list[str]:
-    if method.startswith("unstructured"):
-        return [
-            "zeros in dense tensors: the same file size and dense-kernel speed; the gain needs sparse storage or kernels."
-        ]
-    if method.startswith("dynamic int8"):
-        return [
-            "PyTorch dynamic quantization covers Linear layers only; convolutions stay fp32 (use ONNX int8 for convnets)."
-        ]
-    if method.startswith("ONNX Runtime dynamic"):
-        return [
-            "MatMul layers only: ONNX Runtime quantizes convolutions per tensor when dynamic, which loses a "
-            "convnet's accuracy (13% agreement on the digits demo); static int8 is the int8 path for convnets."
-        ]
-    if method.startswith("ONNX Runtime static"):
-        return [
-            "the first three convolutions (a convnet's stem and first block) stay fp32: they cost the most "
-            "agreement when quantized and hold few weights."
-        ]
-    return []
 
 
 if __name__ == "__main__":
