@@ -179,6 +179,15 @@ class ImageDataArguments(DataArguments):
         default=False,
         metadata={"help": "Drop unreadable images (their count is logged) instead of stopping. Needs verify_images."},
     )
+    cache_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode the training images once and keep their pixels (uncompressed, shorter side at most twice "
+            "the training resolution) in the datasets cache, so epochs skip JPEG/PNG decoding. Costs about "
+            "height x width x 3 bytes of disk per image (logged before writing); pays off on multi-epoch runs "
+            "whose input pipeline cannot keep the accelerator busy."
+        },
+    )
     image_size: int | None = field(
         default=None,
         metadata={
@@ -405,12 +414,15 @@ def check_peft_and_freezing(model_args: ModelArguments, peft_args: PeftArguments
         )
 
 
-def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:
+def parse_args(
+    dataclass_types: tuple[type, ...], args: list[str] | None = None, *, defaults: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
     """Parse `--config file.yaml` plus command-line overrides into `dataclass_types` instances.
 
     The YAML's values become defaults and the command line wins, with argparse's type conversion applied to
-    both (so `learning_rate: 1e-4` is a float, not a string). An `env:` mapping in the YAML is exported to
-    the environment first. Unknown keys are refused with the closest valid name.
+    both (so `learning_rate: 1e-4` is a float, not a string). `defaults` replace the dataclasses' own defaults,
+    under the YAML (the recipes pass `hf_ft.speed.parser_defaults()`). An `env:` mapping in the YAML is exported
+    to the environment first. Unknown keys are refused with the closest valid name.
 
     Raises:
         ConfigError: the config file is missing or not a mapping, or holds a key no dataclass has.
@@ -418,6 +430,7 @@ def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None)
     argv = list(sys.argv[1:] if args is None else args)
     config_path, argv = _pop_config_path(argv)
     parser = HfArgumentParser(dataclass_types)  # a fresh parser: set_defaults mutates it
+    parser.set_defaults(**(defaults or {}))
     if config_path is not None:
         config = _read_config(config_path)
         for key, value in (config.pop("env", None) or {}).items():

@@ -10,14 +10,16 @@ from .args import parse_args
 from .errors import InputError
 
 
-def run_recipe(main: Callable[..., Any], dataclass_types: tuple[type, ...]) -> None:
-    """Parse `--config` + command line into `dataclass_types`, then call `main(*arguments)`.
+def run_recipe(
+    main: Callable[..., Any], dataclass_types: tuple[type, ...], *, defaults: dict[str, Any] | None = None
+) -> None:
+    """Parse `--config` + command line into `dataclass_types` (over `defaults`), then call `main(*arguments)`.
 
     Bad input (`InputError`, a missing file) exits with status 2 and a one-line `error: ...` message that
     names the problem and the fix; `HF_FT_TRACEBACK=1` shows the full traceback instead.
     """
     try:
-        main(*parse_args(dataclass_types))
+        main(*parse_args(dataclass_types, defaults=defaults))
     except (InputError, FileNotFoundError) as err:
         if os.environ.get("HF_FT_TRACEBACK") == "1":
             raise

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BaseImageProcessor, PreTrainedModel, Trainer
+from transformers import BaseImageProcessor, PreTrainedModel
 
 from .args import DistillationArguments
 from .data.transforms import data_config
 from .errors import InputError
+from .image_trainer import ImageTrainer
 from .models import load_finetuned_classifier
 
 
@@ -150,8 +151,8 @@ def load_teacher(
     )
 
 
-class DistillationTrainer(Trainer):
-    """`Trainer` whose training loss adds a teacher's soft labels (see the module docstring).
+class DistillationTrainer(ImageTrainer):
+    """`ImageTrainer` whose training loss adds a teacher's soft labels (see the module docstring).
 
     Evaluation reports the student's plain loss on the labels, so eval curves compare with runs without a
     teacher. The teacher is not prepared by Accelerate: it gets no gradients, optimizer state or DDP wrapper,

@@ -31,6 +31,15 @@ _NOT_RESULT_AFFECTING = {
     "compare_with",
     "logging_steps",
     "disable_tqdm",
+    # speed only (hf_ft.speed); their defaults follow the machine, so a resume elsewhere must not be refused
+    "dataloader_num_workers",
+    "dataloader_pin_memory",
+    "dataloader_prefetch_factor",
+    "bf16",
+    "tf32",
+    "torch_compile",
+    "torch_compile_backend",
+    "torch_compile_mode",
 }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from datasets import DatasetDict
-from transformers import BaseImageProcessor, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers import BaseImageProcessor, PreTrainedModel, TrainerCallback, TrainingArguments
 
 from . import metrics
 from .data import collate
 from .distillation import DistillationTrainer, Teacher
+from .image_trainer import ImageTrainer
 
 
 def classification_trainer(
@@ -21,8 +22,8 @@ def classification_trainer(
     num_labels: int,
     teacher: Teacher | None = None,
     callbacks: Sequence[TrainerCallback] = (),
-) -> Trainer:
-    """A `Trainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
+) -> ImageTrainer:
+    """An `ImageTrainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
 
     `splits` carry their transforms already (`hf_ft.data.attach_transforms`); accuracy, macro-F1 and top-5 are
     computed at each evaluation.
@@ -38,5 +39,5 @@ def classification_trainer(
         "callbacks": list(callbacks),
     }
     if teacher is None:
-        return Trainer(**kwargs)
+        return ImageTrainer(**kwargs)
     return DistillationTrainer(teacher=teacher, **kwargs)

@@ -19,7 +19,7 @@ import logging
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
-from hf_ft import hub, peft, report
+from hf_ft import hub, peft, report, speed
 from hf_ft.args import (
     DistillationArguments,
     ImageDataArguments,
@@ -32,6 +32,7 @@ from hf_ft.args import (
 )
 from hf_ft.cli import run_recipe
 from hf_ft.data import attach_transforms, load_image_classification_data
+from hf_ft.data.cache import cache_decoded_images, cached_size_for
 from hf_ft.data.labels import label_counts
 from hf_ft.distillation import load_teacher
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
@@ -60,7 +61,10 @@ def main(
     repo_id = None
     if training_args.push_to_hub:
         repo_id = hub.preflight_push(
-            training_args.hub_model_id, training_args.output_dir, training_args.hub_token, training_args.hub_private_repo
+            training_args.hub_model_id,
+            training_args.output_dir,
+            training_args.hub_token,
+            training_args.hub_private_repo,
         )
         training_args.push_to_hub = False  # pushed once at the end, with the report and card
     report.check_compare_with(report_args.compare_with)
@@ -90,13 +94,21 @@ def main(
     model, processor = load_image_classifier(
         model_args, data.label_names, image_size=data_args.image_size, quantization_config=quantization
     )
+    if speed.use_channels_last(model):
+        logger.info("Convnet: weights stored channels-last (NHWC), the faster layout for convolutions")
     if peft_args.peft_method:
         model = peft.apply_peft(model, peft_args)  # adapters + the new head and BatchNorm layers train
         training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
     else:
         set_trainable(model, model_args.trainable_blocks)
     trainable, total = count_parameters(model)
-    logger.info("Model %s: %s trainable of %s parameters (%.1f%%)", type(model).__name__, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info(
+        "Model %s: %s trainable of %s parameters (%.1f%%)",
+        type(model).__name__,
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+    )
 
     # ---- Teacher (knowledge distillation, optional) ----
     teacher = None
@@ -104,10 +116,25 @@ def main(
         teacher = load_teacher(
             distillation_args, data.label_names, processor, token=model_args.token, cache_dir=model_args.cache_dir
         )
-        logger.info("Distilling from %s (alpha %.2f, T %.1f)", distillation_args.teacher_model_name_or_path, teacher.alpha, teacher.temperature)
+        logger.info(
+            "Distilling from %s (alpha %.2f, T %.1f)",
+            distillation_args.teacher_model_name_or_path,
+            teacher.alpha,
+            teacher.temperature,
+        )
 
     # ---- Trainer ----
     training_args.remove_unused_columns = False  # the transforms need the raw `image` column
+    training_args = speed.resolve_training_args(
+        training_args, num_train_samples=speed.planned_train_samples(training_args, len(data.splits["train"]))
+    )
+    if data_args.cache_images:  # decode every training image once, not once an epoch
+        with training_args.main_process_first(desc="caching decoded images"):
+            data.splits["train"] = cache_decoded_images(
+                data.splits["train"],
+                max_size=cached_size_for(processor),
+                num_proc=training_args.dataloader_num_workers or None,
+            )
     splits = attach_transforms(data.splits, processor, data_args)
     callbacks = []
     if model_args.freeze_backbone_epochs > 0:
@@ -186,7 +213,9 @@ def main(
             processor.save_pretrained(merged_dir)
             logger.info("Merged model (loads with pipeline(), no PEFT) in %s", merged_dir)
         if repo_id:
-            url = hub.push_to_hub(training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            url = hub.push_to_hub(
+                training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
+            )
             logger.info("Pushed to %s", url)
         logger.info("Model, report and card in %s (open report.md first)", training_args.output_dir)
     trainer.end()
@@ -197,4 +226,5 @@ if __name__ == "__main__":
     run_recipe(
         main,
         (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments),
+        defaults=speed.parser_defaults(),
     )

@@ -150,6 +150,13 @@ def test_same_seed_gives_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_
     assert results(output_dir) == results(timm_run)
 
 
+def test_cached_images_train_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
+    """Digits are within the cache's size bound, so the cached pixels are the decoded ones: the same run."""
+    output_dir = tmp_path / "cached"
+    launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, cache_images=True))
+    assert results(output_dir) == results(timm_run)
+
+
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
     """kill -9 after the first checkpoint; the same command again resumes and ends where an unbroken run ends."""
     output_dir = tmp_path / "out"
@@ -331,7 +338,7 @@ def test_distillation_from_a_finetuned_teacher_under_ddp(tmp_path, digits_dir, t
     output_dir = tmp_path / "distilled"
     config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, teacher_model_name_or_path=str(timm_run),
                            distillation_alpha=0.5, distillation_temperature=2.0, max_train_samples=None,
-                           per_device_train_batch_size=16)
+                           per_device_train_batch_size=16, num_train_epochs=6)  # a ViT from scratch learns slowly
     result = launch(config, accelerate_config=TWO_PROCESS_CONFIG)
     assert "(2 processes)" in result.stdout
     test = results(output_dir)["test"]

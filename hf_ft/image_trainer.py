@@ -1,0 +1,28 @@
+"""`ImageTrainer`: the `Trainer` for image batches whose training pixels arrive as uint8 (see `hf_ft.data.transforms`)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+from .data.transforms import data_config, normalize
+
+
+class ImageTrainer(Trainer):
+    """A `Trainer` that normalises uint8 training batches on the training device, with the processor's mean/std.
+
+    Float batches (evaluation, which uses the saved processor itself) pass through unchanged.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = data_config(self.processing_class)
+        self._mean = torch.tensor(config["mean"], device=self.args.device)
+        self._std = torch.tensor(config["std"], device=self.args.device)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        pixels = inputs["pixel_values"]
+        if pixels.dtype == torch.uint8:
+            pixels = pixels.to(self.args.device, non_blocking=True)
+            inputs = {**inputs, "pixel_values": normalize(pixels, self._mean, self._std)}
+        return super().training_step(model, inputs, num_items_in_batch)

@@ -1,0 +1,126 @@
+"""Fast training defaults: what the hardware allows, chosen for every option the user left unset.
+
+None of these change what a run learns beyond numerical noise (tested in `tests/test_speed.py`); they change
+how long it takes. Measured with `benchmarks/image_cls_throughput.py`.
+
+Two steps, because some choices need the parsed run:
+- `parser_defaults()` goes into the argument parser, under the YAML and the command line: data loader workers
+  sized to the machine (pinned memory is already TrainingArguments' default), and `bf16` / `torch_compile` left undecided (None, which TrainingArguments treats as
+  off) so that an explicit `true`/`false` from the user is never second-guessed.
+- `resolve_training_args()` decides the undecided ones once the device and the run's length are known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import torch
+from transformers import TrainingArguments
+from transformers.utils import is_torch_tf32_available
+
+logger = logging.getLogger("hf_ft")
+
+# Each worker imports torch and holds a copy of the transform state (~0.3 GB): past this, memory grows faster
+# than throughput on the machines we know.
+MAX_DATALOADER_WORKERS = 16
+# torch.compile spends about a minute compiling (once for training, once for evaluation) and then saves a share
+# of every step. Below this many training samples that minute is not paid back. An estimate until measured on a
+# GPU with the benchmark (its warm-up column is the compile cost, its img/s columns the saving).
+COMPILE_MIN_TRAIN_SAMPLES = 500_000
+
+
+def parser_defaults() -> dict[str, object]:
+    """TrainingArguments defaults for this machine, to be overridden by the YAML and the command line."""
+    # Workers stay non-persistent: persistent ones carry their augmentation random state from epoch to epoch,
+    # which a resumed run cannot restore, so it would no longer end where an unbroken run ends. Restarting them
+    # (forked, not re-imported) costs well under a second an epoch.
+    return {"dataloader_num_workers": dataloader_workers(), "bf16": None, "torch_compile": None}
+
+
+def dataloader_workers() -> int:
+    """One worker per CPU core this process may use, keeping one core for the training loop itself."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    return max(0, min(MAX_DATALOADER_WORKERS, cores // processes_here - 1))
+
+
+def resolve_training_args(training_args: TrainingArguments, *, num_train_samples: int) -> TrainingArguments:
+    """`training_args` with the undecided speed options decided (`speed_choices`) for this machine.
+
+    `num_train_samples` is the number of samples the run will train on, all epochs together.
+    """
+    on_gpu = training_args.device.type == "cuda"
+    changes = speed_choices(
+        training_args,
+        num_train_samples=num_train_samples,
+        on_gpu=on_gpu,
+        bf16_supported=on_gpu and torch.cuda.is_bf16_supported(),
+        tf32_supported=on_gpu and is_torch_tf32_available(),
+    )
+    resolved = dataclasses.replace(training_args, **changes)  # re-runs __post_init__: mixed precision, compile backend
+    logger.info(
+        "Speed: bf16 %s, tf32 %s, torch.compile %s (%s training samples), %d data loader workers",
+        resolved.bf16,
+        resolved.tf32,
+        resolved.torch_compile,
+        f"{num_train_samples:,}",
+        resolved.dataloader_num_workers,
+    )
+    return resolved
+
+
+def speed_choices(
+    training_args: TrainingArguments,
+    *,
+    num_train_samples: int,
+    on_gpu: bool,
+    bf16_supported: bool,
+    tf32_supported: bool,
+) -> dict[str, bool]:
+    """Values for the speed options `training_args` leaves undecided (None):
+
+    - `bf16` autocast on a GPU that supports it, unless fp16 or the Accelerate config already chose a precision;
+    - `tf32` matmuls where supported (Ampere and newer), for the fp32 work outside autocast;
+    - `torch_compile` on a GPU for runs of at least `COMPILE_MIN_TRAIN_SAMPLES` samples.
+    """
+    choices = {}
+    if training_args.bf16 is None:
+        accelerate_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        choices["bf16"] = bf16_supported and not training_args.fp16 and accelerate_precision == "no"
+    if training_args.tf32 is None and tf32_supported:
+        choices["tf32"] = True
+    if training_args.torch_compile is None:
+        choices["torch_compile"] = on_gpu and num_train_samples >= COMPILE_MIN_TRAIN_SAMPLES
+    return choices
+
+
+def planned_train_samples(training_args: TrainingArguments, train_size: int) -> int:
+    """How many samples the run trains on: `max_steps` batches when set, else `num_train_epochs` passes."""
+    if training_args.max_steps > 0:
+        batch = (
+            training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * training_args.world_size
+        )
+        return training_args.max_steps * batch
+    return int(training_args.num_train_epochs * train_size)
+
+
+def is_convnet(model: torch.nn.Module) -> bool:
+    """More than one 2-d convolution: a ViT's patch embedding alone does not make a convnet."""
+    return sum(isinstance(module, torch.nn.Conv2d) for module in model.modules()) > 1
+
+
+def use_channels_last(model: torch.nn.Module) -> bool:
+    """Store a convnet's weights channels-last (NHWC), the layout cuDNN and oneDNN convolutions run fastest in.
+
+    Measured on 2 CPU cores: a training step 24% faster for EfficientNet-Lite0, 16% for ResNet-50; on GPUs the
+    tensor-core convolutions want NHWC too. The inputs follow: a convolution whose weight is channels-last
+    returns channels-last. Returns whether the layout was changed.
+    """
+    if not is_convnet(model):
+        return False
+    model.to(memory_format=torch.channels_last)
+    return True

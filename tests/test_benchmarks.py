@@ -1,0 +1,35 @@
+"""The throughput benchmark stays runnable: its CPU smoke mode measures every setup on both models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "image_cls_throughput.py"
+
+
+def test_throughput_benchmark_runs_every_setup_on_cpu(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    command = [sys.executable, str(SCRIPT), "--tiny", "--data_dir", str(tmp_path / "jpegs"), "--json", str(rows_file)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert len(list((tmp_path / "jpegs" / "train").glob("*/*.jpg"))) == 64
+    measured = json.loads(rows_file.read_text())
+    rows = {(row["model"], row["setup"]): row for row in measured["rows"]}
+    assert set(rows) == {
+        (m, s)
+        for m in ("vit_b16", "resnet50")
+        for s in ("trainer_fp32", "trainer_bf16", "hf_ft", "hf_ft_eager", "hf_ft_cache", "ceiling")
+    }
+    for row in rows.values():
+        assert row["images_per_s"] > 0 and row["warmup_s"] > 0 and row["main_cores"] > 0 and row["flops_per_image"] > 0
+    assert measured["peak_flops"] > 0
+    for line in ("| model | setup | img/s |", "| vit_b16 | trainer_bf16 |", "| resnet50 | hf_ft_cache |"):
+        assert line in result.stdout
