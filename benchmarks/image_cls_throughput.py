@@ -68,9 +68,9 @@ NUM_CLASSES = 10
 
 
 def write_jpegs(data_dir: Path, num_images: int, sizes: tuple[int, int]) -> Path:
-    """An imagefolder `data_dir/train/<class>/<n>.jpg`, written once (a `done` file marks it complete)."""
-    train_dir = data_dir / "train"
-    marker = data_dir / f"done-{num_images}-{sizes[0]}-{sizes[1]}"
+    """An imagefolder `data_dir/<set>/train/<class>/<n>.jpg`, written once (a `done` file marks it complete)."""
+    dataset_dir = data_dir / f"{num_images}-jpegs-{sizes[0]}-{sizes[1]}px"
+    train_dir, marker = dataset_dir / "train", dataset_dir / "done"
     if marker.exists():
         return train_dir
     jobs = [(train_dir / f"class_{i % NUM_CLASSES}" / f"{i:06d}.jpg", i, sizes) for i in range(num_images)]
@@ -342,17 +342,18 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "hf_ft_bench_jpegs"))
     parser.add_argument("--num_images", type=int, default=20_000)
+    parser.add_argument("--jpeg_size", nargs=2, type=int, default=[300, 500], help="side length range, px")
     parser.add_argument("--batch_size", type=int, default=128, help="per device, the same for every setup")
     parser.add_argument("--warmup_steps", type=int, default=30, help="untimed steps (compilation, worker start)")
     parser.add_argument("--steps", type=int, default=60, help="timed steps after the warm-up")
     parser.add_argument("--epochs", type=float, default=30, help="the run length hf_ft's defaults are chosen for")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny models at 32 px, 40-60 px JPEGs, 64 of them, 3 timed steps")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny models at 32 px; 64 JPEGs of 40-60 px, 3 timed steps unless given")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.tiny:  # smaller defaults; any given on the command line still win
-        parser.set_defaults(num_images=64, batch_size=8, warmup_steps=2, steps=3)
+        parser.set_defaults(num_images=64, jpeg_size=[40, 60], batch_size=8, warmup_steps=2, steps=3)
         args = parser.parse_args()
-    sizes = (40, 60) if args.tiny else (300, 500)
+    sizes = tuple(args.jpeg_size)
 
     start = time.perf_counter()
     train_dir = write_jpegs(Path(args.data_dir), args.num_images, sizes)

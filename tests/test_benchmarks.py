@@ -20,7 +20,7 @@ def test_throughput_benchmark_runs_every_setup_on_cpu(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
-    assert len(list((tmp_path / "jpegs" / "train").glob("*/*.jpg"))) == 64
+    assert len(list((tmp_path / "jpegs").glob("*/train/*/*.jpg"))) == 64
     measured = json.loads(rows_file.read_text())
     rows = {(row["model"], row["setup"]): row for row in measured["rows"]}
     assert set(rows) == {

@@ -26,9 +26,7 @@ MAX_SIZE = 80
 
 
 def load_imagefolder(data_dir: Path, cache_dir: Path) -> datasets.Dataset:
-    return load_dataset(
-        "imagefolder", data_dir=str(data_dir), cache_dir=str(cache_dir)
-    )["train"]
+    return load_dataset("imagefolder", data_dir=str(data_dir), cache_dir=str(cache_dir))["train"]
 
 
 @pytest.fixture
@@ -98,9 +96,7 @@ def test_images_above_the_bound_are_shrunk_like_pil_bicubic(photos, max_size, sh
         assert min(image.size) == max_size
         assert abs(image.width - width * max_size / shorter) < 1
         assert abs(image.height - height * max_size / shorter) < 1
-        reference = original.resize(
-            image.size, PILImage.Resampling.BICUBIC, reducing_gap=None
-        )
+        reference = original.resize(image.size, PILImage.Resampling.BICUBIC, reducing_gap=None)
         assert np.array_equal(np.asarray(image), np.asarray(reference))
     assert shrunk == 0
 
@@ -118,9 +114,7 @@ def test_timm_train_transform_gives_the_same_tensors(digits):
         assert torch.equal(*tensors)
 
 
-def test_a_second_call_reuses_the_cache_without_checking_the_disk(
-    digits, digits_dir, tmp_path, monkeypatch
-):
+def test_a_second_call_reuses_the_cache_without_checking_the_disk(digits, digits_dir, tmp_path, monkeypatch):
     first = cache_decoded_images(digits, max_size=8, num_proc=2)
 
     def decode_again(*args):
@@ -132,9 +126,7 @@ def test_a_second_call_reuses_the_cache_without_checking_the_disk(
     # A new run: the split loaded again, and the disk now full (the cache takes it).
     calls = []
     monkeypatch.setattr(cache.shutil, "disk_usage", low_disk(calls))
-    again = cache_decoded_images(
-        load_imagefolder(digits_dir / "train", tmp_path / "hf"), max_size=8, num_proc=2
-    )
+    again = cache_decoded_images(load_imagefolder(digits_dir / "train", tmp_path / "hf"), max_size=8, num_proc=2)
 
     assert again.cache_files == first.cache_files
     assert len(again.cache_files) == 2  # num_proc=2 shards
@@ -183,6 +175,4 @@ def test_an_in_memory_split_is_cached_on_disk(photos, tmp_path, monkeypatch):
     assert len(cached.cache_files) == 1
     cache_file = Path(cached.cache_files[0]["filename"])
     assert cache_file.is_relative_to(tmp_path / "home")
-    assert [image.size for image in cached["image"]] == [
-        expected_size(*image.size) for image in photos["image"]
-    ]
+    assert [image.size for image in cached["image"]] == [expected_size(*image.size) for image in photos["image"]]
