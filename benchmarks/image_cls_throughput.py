@@ -103,14 +103,15 @@ def _write_jpeg(job: tuple[Path, int, tuple[int, int]]) -> None:
 # ---- Models: saved once, loaded by every setup ----
 
 
-def save_checkpoint(name: str, tiny: bool, root: Path) -> Path:
+def save_checkpoint(name: str, tiny_resolution: int | None, root: Path) -> Path:
+    """ViT-B/16 or ResNet-50 at 224 px; or, given `tiny_resolution`, a 2-layer ViT / timm's test_resnet at it."""
     path = root / name
     if name == "vit_b16":
         config = ViTConfig(num_labels=NUM_CLASSES)  # ViT-B/16 at 224 px
-        if tiny:
+        if tiny_resolution:
             config = ViTConfig(
-                image_size=32,
-                patch_size=8,
+                image_size=tiny_resolution,
+                patch_size=16 if tiny_resolution >= 128 else 8,
                 hidden_size=64,
                 num_hidden_layers=2,
                 num_attention_heads=2,
@@ -122,9 +123,9 @@ def save_checkpoint(name: str, tiny: bool, root: Path) -> Path:
     else:
         import timm
 
-        model = timm.create_model("test_resnet" if tiny else "resnet50", num_classes=NUM_CLASSES)
-        if tiny:
-            model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 32, 32)}
+        model = timm.create_model("test_resnet" if tiny_resolution else "resnet50", num_classes=NUM_CLASSES)
+        if tiny_resolution:
+            model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, tiny_resolution, tiny_resolution)}
         timm.models.save_for_hf(model, path)
     return path
 
@@ -347,7 +348,18 @@ def main() -> None:
     parser.add_argument("--warmup_steps", type=int, default=30, help="untimed steps (compilation, worker start)")
     parser.add_argument("--steps", type=int, default=60, help="timed steps after the warm-up")
     parser.add_argument("--epochs", type=float, default=30, help="the run length hf_ft's defaults are chosen for")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny models at 32 px; 64 JPEGs of 40-60 px, 3 timed steps unless given")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="CPU smoke run: tiny models; 64 JPEGs of 40-60 px, 3 timed steps unless given",
+    )
+    parser.add_argument(
+        "--tiny_resolution",
+        type=int,
+        default=32,
+        help="the tiny models' training resolution (224: a CPU measure of "
+        "the input pipeline at the real models' resolution)",
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.tiny:  # smaller defaults; any given on the command line still win
@@ -370,7 +382,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as root:
         for name in args.models:
-            checkpoint = save_checkpoint(name, args.tiny, Path(root))
+            checkpoint = save_checkpoint(name, args.tiny_resolution if args.tiny else None, Path(root))
             model, processor = load_image_classifier(
                 ModelArguments(model_name_or_path=str(checkpoint)), data.label_names
             )
@@ -394,12 +406,12 @@ def main() -> None:
     print(
         f"\n{hardware}; {len(os.sched_getaffinity(0))} CPU cores; torch {torch.__version__}; batch "
         f"{args.batch_size}; {args.steps} timed steps after {args.warmup_steps}; measured matmul peak "
-        f"{peak_flops / 1e12:.1f} TFLOP/s ({'bf16' if device.type == 'cuda' else 'fp32'})"
+        f"{peak_flops / 1e12:.3g} TFLOP/s ({'bf16' if device.type == 'cuda' else 'fp32'})"
     )
     for name in args.models:
         flops = next(r["flops_per_image"] for r in rows if r["model"] == name)
         print(
-            f"{name}: {flops / 1e9:.1f} GFLOP per training image, compute ceiling "
+            f"{name}: {flops / 1e9:.3g} GFLOP per training image, compute ceiling "
             f"{peak_flops / flops:,.0f} img/s at 100% MFU"
         )
     print()

@@ -176,7 +176,9 @@ def _plain_trainer(model, processor, splits, args):
     )
 
 
-def _run(tmp_path, name, digits_dir, tiny_timm_dir, *, fast: bool, workers: int, seed: int = 0) -> dict[str, float]:
+def _run(
+    tmp_path, name, digits_dir, tiny_timm_dir, *, fast: bool, workers: int, seed: int = 0, gpu: bool = False
+) -> dict[str, float]:
     data_args = ImageDataArguments(
         train_dir=str(digits_dir / "train"),
         validation_dir=str(digits_dir / "validation"),
@@ -193,7 +195,7 @@ def _run(tmp_path, name, digits_dir, tiny_timm_dir, *, fast: bool, workers: int,
         num_train_epochs=4,
         per_device_train_batch_size=32,
         learning_rate=3e-3,
-        use_cpu=True,
+        use_cpu=not gpu,
         seed=seed,
         report_to="none",
         save_strategy="no",
@@ -238,6 +240,19 @@ def test_fast_path_trains_like_the_plain_path(tmp_path, digits_dir, tiny_timm_di
 
     fast = _run(tmp_path, "fast", digits_dir, tiny_timm_dir, fast=True, workers=speed.dataloader_workers())
     other_seed = _run(tmp_path, "plain1", digits_dir, tiny_timm_dir, fast=False, workers=0, seed=1)
+    noise = abs(other_seed["accuracy"] - plain["accuracy"])
+    assert abs(fast["accuracy"] - plain["accuracy"]) <= max(2 * noise, 0.03)
+    assert fast["eval_loss"] == pytest.approx(plain["eval_loss"], rel=0.15)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fast_path_in_bf16_compiled_trains_like_fp32(tmp_path, digits_dir, tiny_timm_dir, monkeypatch):
+    """On a GPU the fast path adds bf16 autocast, TF32 and torch.compile (forced here for a short run)."""
+    monkeypatch.setattr(speed, "COMPILE_MIN_TRAIN_SAMPLES", 0)
+    plain = _run(tmp_path, "plain", digits_dir, tiny_timm_dir, fast=False, workers=0, gpu=True)
+    other_seed = _run(tmp_path, "plain1", digits_dir, tiny_timm_dir, fast=False, workers=0, seed=1, gpu=True)
+    fast = _run(tmp_path, "fast", digits_dir, tiny_timm_dir, fast=True, workers=speed.dataloader_workers(), gpu=True)
+    assert plain["accuracy"] > 0.5
     noise = abs(other_seed["accuracy"] - plain["accuracy"])
     assert abs(fast["accuracy"] - plain["accuracy"]) <= max(2 * noise, 0.03)
     assert fast["eval_loss"] == pytest.approx(plain["eval_loss"], rel=0.15)
