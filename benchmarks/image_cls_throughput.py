@@ -279,7 +279,12 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
         )
         splits = data.splits
         if setup == "hf_ft_cache":
-            splits = {**splits, "train": cache_decoded_images(splits["train"], max_size=cached_size_for(processor))}
+            splits = {
+                **splits,
+                "train": cache_decoded_images(
+                    splits["train"], max_size=cached_size_for(processor), num_proc=speed.dataloader_workers() or None
+                ),
+            }
         splits = attach_transforms(splits, processor, data_args)
         meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
         trainer = classification_trainer(
@@ -378,29 +383,30 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak_flops = matmul_peak_flops(device)
-    torch_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as root:
+        checkpoints, flops = {}, {}
         for name in args.models:
-            checkpoint = save_checkpoint(name, args.tiny_resolution if args.tiny else None, Path(root))
+            checkpoints[name] = save_checkpoint(name, args.tiny_resolution if args.tiny else None, Path(root))
             model, processor = load_image_classifier(
-                ModelArguments(model_name_or_path=str(checkpoint)), data.label_names
+                ModelArguments(model_name_or_path=str(checkpoints[name])), data.label_names
             )
-            flops = flops_per_image(model, data_config(processor)["input_size"])
-            del model
-            for setup in args.setups:
-                # hf_ft turns TF32 on process-wide; every setup starts from torch's own defaults
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = torch_tf32
+            flops[name] = flops_per_image(model, data_config(processor)["input_size"])
+        # The peers run first: hf_ft's TF32 is switched on process-wide, and only once per process (transformers'
+        # `enable_tf32` is cached), so it can be neither undone for a later peer nor redone for a later hf_ft run.
+        for setup in sorted(args.setups, key=SETUPS.index):
+            for name in args.models:
                 torch.manual_seed(0)
                 if setup == "ceiling":
-                    result = run_ceiling(checkpoint, data, args, device)
+                    result = run_ceiling(checkpoints[name], data, args, device)
                 else:
-                    result = run_trainer_setup(setup, checkpoint, data, data_args, args)
-                rows.append({"model": name, "setup": setup, "flops_per_image": flops, **result})
+                    result = run_trainer_setup(setup, checkpoints[name], data, data_args, args)
+                rows.append({"model": name, "setup": setup, "flops_per_image": flops[name], **result})
                 print(json.dumps(rows[-1]), flush=True)
                 gc.collect()  # the finished Trainer's data loader workers and GPU memory go before the next setup
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+    rows.sort(key=lambda row: args.models.index(row["model"]))
 
     hardware = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
@@ -409,10 +415,9 @@ def main() -> None:
         f"{peak_flops / 1e12:.3g} TFLOP/s ({'bf16' if device.type == 'cuda' else 'fp32'})"
     )
     for name in args.models:
-        flops = next(r["flops_per_image"] for r in rows if r["model"] == name)
         print(
-            f"{name}: {flops / 1e9:.3g} GFLOP per training image, compute ceiling "
-            f"{peak_flops / flops:,.0f} img/s at 100% MFU"
+            f"{name}: {flops[name] / 1e9:.3g} GFLOP per training image, compute ceiling "
+            f"{peak_flops / flops[name]:,.0f} img/s at 100% MFU"
         )
     print()
     print_table(rows, peak_flops)

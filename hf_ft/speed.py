@@ -61,8 +61,8 @@ def resolve_training_args(training_args: TrainingArguments, *, num_train_samples
     )
     resolved = dataclasses.replace(training_args, **changes)  # re-runs __post_init__: mixed precision, compile backend
     logger.info(
-        "Speed: bf16 %s, tf32 %s, torch.compile %s (%s training samples), %d data loader workers",
-        resolved.bf16,
+        "Speed: mixed precision %s, tf32 %s, torch.compile %s (%s training samples), %d data loader workers",
+        resolved.mixed_precision,
         resolved.tf32,
         resolved.torch_compile,
         f"{num_train_samples:,}",

@@ -4,8 +4,10 @@
     python recipes/image_cls.py --config ...            # same thing, one process
 
 Every YAML key is a field of ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments,
-ReportArguments or transformers' TrainingArguments; the command line overrides the YAML. Hardware (CPU, GPUs, mixed precision backend,
-DDP/FSDP/DeepSpeed) comes from the Accelerate config only.
+ReportArguments or transformers' TrainingArguments; the command line overrides the YAML. Hardware (CPU, GPUs,
+DDP/FSDP/DeepSpeed) comes from the Accelerate config. Speed settings the config leaves unset (bf16, TF32,
+torch.compile, data loader workers) follow the machine and the run's length (`hf_ft.speed`); an Accelerate
+config's `mixed_precision` or an explicit key wins.
 
 Writes to output_dir: the model + preprocessing config (loads with `pipeline("image-classification")`,
 and with `timm.create_model("local-dir:...")` for timm models), README.md model card, eval_results.json,
