@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import timm
@@ -256,3 +258,48 @@ def test_gpu_fast_path_in_bf16_compiled_trains_like_fp32(tmp_path, digits_dir, t
     noise = abs(other_seed["accuracy"] - plain["accuracy"])
     assert abs(fast["accuracy"] - plain["accuracy"]) <= max(2 * noise, 0.03)
     assert fast["eval_loss"] == pytest.approx(plain["eval_loss"], rel=0.15)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler"
+)
+def test_compiled_training_learns_and_saves_an_ordinary_checkpoint(tmp_path, digits_dir, tiny_timm_dir):
+    """torch.compile (here on the CPU: the same dynamo path a GPU run takes) with the uint8 batches and
+    channels-last weights: it trains, and the checkpoint reloads to the same logits."""
+    data_args = ImageDataArguments(
+        train_dir=str(digits_dir / "train"), max_train_samples=256, hflip=0.0, color_jitter=None, scale=[0.6, 1.0]
+    )
+    data = load_image_classification_data(data_args, seed=0)
+    torch.manual_seed(0)
+    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_timm_dir)), data.label_names)
+    speed.use_channels_last(model)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=3,
+        per_device_train_batch_size=32,
+        learning_rate=3e-3,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=4,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        torch_compile=True,
+        bf16=None,
+        dataloader_num_workers=0,
+    )
+    args = speed.resolve_training_args(args, num_train_samples=speed.planned_train_samples(args, 256))
+    trainer = classification_trainer(
+        model, processor, attach_transforms(data.splits, processor, data_args), args, num_labels=10
+    )
+    trainer.train()
+    assert isinstance(trainer.model_wrapped, torch._dynamo.eval_frame.OptimizedModule)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses[-1] < 0.8 * losses[0]
+
+    trainer.save_model()
+    reloaded, _ = load_image_classifier(ModelArguments(model_name_or_path=str(tmp_path / "out")), data.label_names)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.eval()(pixel_values=pixels).logits
+        torch.testing.assert_close(reloaded.eval()(pixel_values=pixels).logits, expected)
