@@ -24,7 +24,8 @@ from transformers.utils import is_torch_tf32_available
 logger = logging.getLogger("hf_ft")
 
 # A cap, so a 128-core machine does not fork 127 processes that each hold their prefetched batches; 16 workers
-# feed ~5,000 img/s at the ~3 ms a 300-500 px JPEG costs one core (decode + augmentation, measured).
+# feed ~4,300 img/s at the 3.7 ms a 300-500 px JPEG costs one core (decode + augmentation,
+# benchmarks/input_pipeline_cost.py).
 MAX_DATALOADER_WORKERS = 16
 # torch.compile spends about a minute compiling (once for training, once for evaluation) and then saves a share
 # of every step. Below this many training samples that minute is not paid back. An estimate until measured on a

@@ -33,3 +33,26 @@ def test_throughput_benchmark_runs_every_setup_on_cpu(tmp_path):
     assert measured["peak_flops"] > 0
     for line in ("| model | setup | img/s |", "| vit_b16 | trainer_bf16 |", "| resnet50 | hf_ft_cache |"):
         assert line in result.stdout
+
+
+def test_input_pipeline_cost_times_every_step(tmp_path):
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "input_pipeline_cost.py"),
+        "--images",
+        "8",
+        "--jpeg_size",
+        "40",
+        "60",
+        "--resolution",
+        "32",
+        "--repeats",
+        "1",
+        "--data_dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "ms per image" not in line]
+    assert len(rows) == 7
+    assert all(float(row.split("|")[2]) > 0 for row in rows)
