@@ -21,6 +21,8 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import is_torch_tf32_available
 
+from .training import global_batch_size
+
 logger = logging.getLogger("hf_ft")
 
 # A cap, so a 128-core machine does not fork 127 processes that each hold their prefetched batches; 16 workers
@@ -101,12 +103,7 @@ def speed_choices(
 def planned_train_samples(training_args: TrainingArguments, train_size: int) -> int:
     """How many samples the run trains on: `max_steps` batches when set, else `num_train_epochs` passes."""
     if training_args.max_steps > 0:
-        batch = (
-            training_args.per_device_train_batch_size
-            * training_args.gradient_accumulation_steps
-            * training_args.world_size
-        )
-        return training_args.max_steps * batch
+        return training_args.max_steps * global_batch_size(training_args)
     return int(training_args.num_train_epochs * train_size)
 
 

@@ -13,6 +13,13 @@ from .distillation import DistillationTrainer, Teacher
 from .image_trainer import ImageTrainer
 
 
+def global_batch_size(training_args: TrainingArguments) -> int:
+    """Samples per optimizer step, all processes and gradient accumulation together."""
+    return (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
+    )
+
+
 def classification_trainer(
     model: PreTrainedModel,
     processor: BaseImageProcessor,

@@ -40,7 +40,7 @@ from hf_ft.distillation import load_teacher
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
 from hf_ft.models import check_model_source, count_parameters, is_timm, load_image_classifier
 from hf_ft.runs import prepare_output_dir, setup_logging
-from hf_ft.training import classification_trainer
+from hf_ft.training import classification_trainer, global_batch_size
 
 logger = logging.getLogger("hf_ft")
 
@@ -144,9 +144,7 @@ def main(
     trainer = classification_trainer(
         model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks
     )
-    global_batch = (
-        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
-    )
+    global_batch = global_batch_size(training_args)
     logger.info("Effective global batch size: %d (%d processes)", global_batch, training_args.world_size)
 
     # ---- Train ----
