@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from transformers import BaseImageProcessor
 
 from ..errors import InputError
+from .images import open_undecoded
 from .transforms import data_config
 
 logger = logging.getLogger(__name__)
@@ -82,9 +83,7 @@ def estimated_cache_bytes(split: Dataset, *, max_size: int) -> int:
     raw = split.select_columns(["image"]).cast_column("image", Image(decode=False))
     total = 0
     for row in raw:  # row by row: a column of image bytes may not fit in memory
-        image = row["image"]
-        source = io.BytesIO(image["bytes"]) if image["bytes"] else image["path"]
-        with PILImage.open(source) as img:  # reads the header, not the pixels
+        with open_undecoded(row["image"]) as img:  # reads the header, not the pixels
             # EXIF rotation may swap width and height; the byte count is the same.
             width, height = _cached_size(img.size, max_size)
         total += len(_ppm_header(width, height)) + width * height * 3

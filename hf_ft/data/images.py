@@ -98,10 +98,14 @@ def _check_batch(batch: dict, indices: list[int]) -> dict:
     return {"index": indices, "where": wheres, "error": errors}
 
 
+def open_undecoded(image: dict) -> PILImage.Image:
+    """Open an `Image(decode=False)` value (`bytes` or `path`): the header is read now, the pixels on `load()`."""
+    return PILImage.open(io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"])
+
+
 def _read_error(image: dict) -> str:
     try:
-        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
-        with PILImage.open(source) as img:
+        with open_undecoded(image) as img:
             img.load()  # a full decode: truncated files pass `open` and only fail here
     except Exception as err:  # noqa: BLE001 - any failure to decode means the file is unusable
         return f"{type(err).__name__}: {err}"
