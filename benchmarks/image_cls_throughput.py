@@ -130,6 +130,11 @@ def save_checkpoint(name: str, tiny_resolution: int | None, root: Path) -> Path:
     return path
 
 
+def load_checkpoint(checkpoint: Path, data):
+    """The saved model with a head for the data's labels, and its processor: hf_ft's loader, as the recipe calls it."""
+    return load_image_classifier(ModelArguments(model_name_or_path=str(checkpoint)), data.label_names)
+
+
 def flops_per_image(model: torch.nn.Module, input_size: tuple[int, int, int]) -> float:
     """Forward + backward FLOPs of one training image (matmuls and convolutions, as FLOP counters count)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -258,21 +263,18 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
     ]
     if not torch.cuda.is_available():
         common += ["--use_cpu", "true"]  # bf16 on a CPU needs it said
+    model, processor = load_checkpoint(checkpoint, data)
     if setup.startswith("trainer"):
         (training_args,) = parse_args((TrainingArguments,), common + ["--bf16", str(setup == "trainer_bf16")])
-        model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(checkpoint)), data.label_names)
-        meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
         trainer = Trainer(
             model=model,
             args=training_args,
             train_dataset=data.splits["train"].with_transform(peer_transform(processor)),
             data_collator=collate,
-            callbacks=[meter],
         )
     else:
         extra = ["--torch_compile", "false"] if setup == "hf_ft_eager" else []
         (training_args,) = parse_args((TrainingArguments,), common + extra, defaults=speed.parser_defaults())
-        model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(checkpoint)), data.label_names)
         speed.use_channels_last(model)
         training_args = speed.resolve_training_args(
             training_args, num_train_samples=args.epochs * len(data.splits["train"])
@@ -286,10 +288,9 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
                 ),
             }
         splits = attach_transforms(splits, processor, data_args)
-        meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
-        trainer = classification_trainer(
-            model, processor, splits, training_args, num_labels=NUM_CLASSES, callbacks=[meter]
-        )
+        trainer = classification_trainer(model, processor, splits, training_args, num_labels=NUM_CLASSES)
+    meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
+    trainer.add_callback(meter)
     if training_args.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
@@ -298,7 +299,7 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
 
 def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str, float]:
     """A bare training loop on random batches already on the device: no data loading, no Trainer."""
-    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(checkpoint)), data.label_names)
+    model, processor = load_checkpoint(checkpoint, data)
     speed.use_channels_last(model)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -388,9 +389,7 @@ def main() -> None:
         checkpoints, flops = {}, {}
         for name in args.models:
             checkpoints[name] = save_checkpoint(name, args.tiny_resolution if args.tiny else None, Path(root))
-            model, processor = load_image_classifier(
-                ModelArguments(model_name_or_path=str(checkpoints[name])), data.label_names
-            )
+            model, processor = load_checkpoint(checkpoints[name], data)
             flops[name] = flops_per_image(model, data_config(processor)["input_size"])
         # The peers run first: hf_ft's TF32 is switched on process-wide, and only once per process (transformers'
         # `enable_tf32` is cached), so it can be neither undone for a later peer nor redone for a later hf_ft run.
