@@ -117,22 +117,28 @@ def test_channels_last_convnet_computes_the_same_and_saves_normally(tmp_path, ti
     torch.testing.assert_close(reloaded(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
 
 
-def test_uint8_pipeline_gives_the_float_pipelines_values(tiny_vit_dir):
-    """uint8 from the workers + `normalize` on the device == timm's float transform, bit for bit."""
-    _, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_vit_dir)), ["a", "b"])
-    data_args = ImageDataArguments(train_dir="unused", auto_augment="rand-m9-mstd0.5")
+def _float_train_transform(processor, data_args: ImageDataArguments):
+    """The usual pipeline: timm's training transform on to a normalised float tensor, in the data loader."""
     config = data_config(processor)
-    float_transform = timm.data.create_transform(
+    return timm.data.create_transform(
         input_size=config["input_size"],
         is_training=True,
         scale=tuple(data_args.scale),
         hflip=data_args.hflip,
-        color_jitter=data_args.color_jitter,
+        color_jitter=data_args.color_jitter or 0.0,
         auto_augment=data_args.auto_augment,
         interpolation=config["interpolation"],
         mean=config["mean"],
         std=config["std"],
     )
+
+
+def test_uint8_pipeline_gives_the_float_pipelines_values(tiny_vit_dir):
+    """uint8 from the workers + `normalize` on the device == timm's float transform, bit for bit."""
+    _, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_vit_dir)), ["a", "b"])
+    data_args = ImageDataArguments(train_dir="unused", auto_augment="rand-m9-mstd0.5")
+    config = data_config(processor)
+    float_transform = _float_train_transform(processor, data_args)
     uint8_transform = train_transform(processor, data_args)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (40 + 3 * i, 50, 3), dtype=np.uint8)) for i in range(6)]
@@ -146,22 +152,9 @@ def test_uint8_pipeline_gives_the_float_pipelines_values(tiny_vit_dir):
     torch.testing.assert_close(normalize(pixels, mean, std), expected, rtol=0, atol=0)
 
 
-def _plain_trainer(model, processor, splits, args):
-    """The peer: plain Trainer, float preprocessing in the data loader, the model as loaded."""
-    config = data_config(processor)
-    float_transform = timm.data.create_transform(
-        input_size=config["input_size"],
-        is_training=True,
-        scale=(0.6, 1.0),
-        hflip=0.0,
-        color_jitter=0.0,
-        interpolation=config["interpolation"],
-        mean=config["mean"],
-        std=config["std"],
-    )
-    fast_splits = attach_transforms(
-        splits, processor, ImageDataArguments(train_dir="unused", hflip=0.0, color_jitter=None, scale=[0.6, 1.0])
-    )
+def _plain_trainer(model, processor, splits, data_args, args):
+    """The peer: plain Trainer, float preprocessing in the data loader, the model as loaded (same evaluation)."""
+    float_transform = _float_train_transform(processor, data_args)
 
     def train_batch(batch):
         return {
@@ -173,7 +166,7 @@ def _plain_trainer(model, processor, splits, args):
         model=model,
         args=args,
         train_dataset=splits["train"].with_transform(train_batch),
-        eval_dataset=fast_splits["validation"],
+        eval_dataset=attach_transforms(splits, processor, data_args)["validation"],
         data_collator=collate,
     )
 
@@ -213,16 +206,11 @@ def _run(
         splits = attach_transforms(data.splits, processor, data_args)
         trainer = classification_trainer(model, processor, splits, args, num_labels=len(data.label_names))
     else:
-        trainer = _plain_trainer(model, processor, data.splits, args)
+        trainer = _plain_trainer(model, processor, data.splits, data_args, args)
     train_loss = trainer.train().training_loss
-    metrics = trainer.evaluate()
-    accuracy = float(
-        np.mean(
-            np.argmax(trainer.predict(trainer.eval_dataset).predictions, -1)
-            == np.array(data.splits["validation"]["label"])
-        )
-    )
-    return {"train_loss": train_loss, "eval_loss": metrics["eval_loss"], "accuracy": accuracy}
+    output = trainer.predict(trainer.eval_dataset)
+    accuracy = float(np.mean(np.argmax(output.predictions, -1) == output.label_ids))
+    return {"train_loss": train_loss, "eval_loss": output.metrics["test_loss"], "accuracy": accuracy}
 
 
 def test_fast_path_trains_like_the_plain_path(tmp_path, digits_dir, tiny_timm_dir):
