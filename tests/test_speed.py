@@ -118,7 +118,11 @@ def test_channels_last_convnet_computes_the_same_and_saves_normally(tmp_path, ti
 
 
 def _float_train_transform(processor, data_args: ImageDataArguments):
-    """The usual pipeline: timm's training transform on to a normalised float tensor, in the data loader."""
+    """The usual pipeline: timm's training transform on to a normalised float tensor, in the data loader.
+
+    Written out here rather than taken from `hf_ft.data.transforms`, so hf_ft's path is held to an independent
+    reference.
+    """
     config = data_config(processor)
     return timm.data.create_transform(
         input_size=config["input_size"],
