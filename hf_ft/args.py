@@ -497,25 +497,29 @@ def to_plain_dict(*dataclass_objs: Any) -> dict[str, Any]:
     return plain
 
 
-def non_default(*dataclass_objs: Any) -> dict[str, Any]:
+def non_default(*dataclass_objs: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fields set away from their defaults: what the user chose, for the log (args.yaml has them all).
 
-    TrainingArguments fields whose default is None are left out: `__post_init__` resolves most of them, so a
-    resolved value says nothing about the user's choice (and building a default TrainingArguments to compare
-    with would touch the distributed state).
+    `defaults` are the parser's replacements for the dataclasses' own (`parse_args(defaults=...)`). TrainingArguments
+    fields whose own default is None are left out: `__post_init__` resolves most of them, so a resolved value says
+    nothing about the user's choice (and building a default TrainingArguments to compare with would touch the
+    distributed state).
     """
+    defaults = defaults or {}
     chosen = {}
     for obj in dataclass_objs:
         for f in dataclasses.fields(obj):
             if not f.init or f.name.endswith("token"):
                 continue
-            if f.default is not dataclasses.MISSING:
+            if f.name in defaults:
+                default = defaults[f.name]
+            elif f.default is not dataclasses.MISSING:
                 default = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 default = f.default_factory()
             else:
                 default = dataclasses.MISSING  # required: always the user's choice
-            if default is None and isinstance(obj, TrainingArguments):
+            if default is None and isinstance(obj, TrainingArguments) and f.name not in defaults:
                 continue
             value = _plain(getattr(obj, f.name))
             if value != _plain(default):

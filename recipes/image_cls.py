@@ -56,7 +56,15 @@ def main(
     setup_logging(training_args.should_log)
     logger.info(
         "Arguments (non-default): %s",
-        non_default(model_args, data_args, peft_args, distillation_args, report_args, training_args),
+        non_default(
+            model_args,
+            data_args,
+            peft_args,
+            distillation_args,
+            report_args,
+            training_args,
+            defaults=speed.parser_defaults(),
+        ),
     )
 
     # ---- Checks that must pass before any long work ----

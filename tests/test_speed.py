@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import Trainer, TrainingArguments, set_seed
 
 from hf_ft import speed
-from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, parse_args
+from hf_ft.args import ImageDataArguments, ModelArguments, ReportArguments, non_default, parse_args
 from hf_ft.data import attach_transforms, collate, load_image_classification_data
 from hf_ft.data.transforms import data_config, normalize, train_transform
 from hf_ft.models import load_image_classifier
@@ -38,6 +38,18 @@ def test_parser_defaults_sit_under_the_yaml_and_the_command_line(tmp_path):
 
     args = _parse(tmp_path, {"dataloader_num_workers": 3, "bf16": False}, "--torch_compile", "false")
     assert (args.dataloader_num_workers, args.bf16, args.torch_compile) == (3, False, False)
+
+
+def test_logged_choices_leave_out_the_machine_defaults(tmp_path):
+    defaults = speed.parser_defaults()
+    assert not {"bf16", "torch_compile", "dataloader_num_workers"} & set(
+        non_default(_parse(tmp_path, {}), defaults=defaults)
+    )
+    workers = speed.dataloader_workers() + 1
+    chosen = non_default(
+        _parse(tmp_path, {"torch_compile": True, "dataloader_num_workers": workers}), defaults=defaults
+    )
+    assert chosen["torch_compile"] is True and chosen["dataloader_num_workers"] == workers
 
 
 @pytest.mark.parametrize(
