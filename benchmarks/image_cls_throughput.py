@@ -170,13 +170,15 @@ def _sync(device: torch.device) -> None:
 
 
 class Meter(TrainerCallback):
-    """Images/s after warm-up, and the CPU time of this process and its data loader workers in that window."""
+    """Images/s after warm-up, and the CPU time of this process and of its children (the data loader workers) then.
+
+    CPU time is read at the two ends of the timed window only, so measuring adds no work to the timed steps.
+    """
 
     def __init__(self, batch_size: int, warmup_steps: int, device: torch.device):
         self.batch_size, self.warmup_steps, self.device = batch_size, warmup_steps, device
         self.process = psutil.Process()
         self.started = time.perf_counter()
-        self.worker_cpu: dict[int, list[float]] = {}  # pid -> [cpu at window start, latest cpu]
         self.steps = 0
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -188,32 +190,35 @@ class Meter(TrainerCallback):
             _sync(self.device)
             self.warmup_s = time.perf_counter() - self.started
             self.window_start = time.perf_counter()
-            self.main_cpu_start = _cpu_seconds(self.process)
-        if self.steps >= self.warmup_steps:
-            for child in self.process.children(recursive=True):
-                try:
-                    seconds = _cpu_seconds(child)
-                except psutil.NoSuchProcess:
-                    continue
-                # a worker started inside the window counts from zero; one from before, from the window's start
-                first = seconds if self.steps == self.warmup_steps else 0.0
-                self.worker_cpu.setdefault(child.pid, [first, seconds])[1] = seconds
+            self.cpu_start = _cpu_seconds(self.process)
 
     def result(self) -> dict[str, float]:
         _sync(self.device)
         elapsed = time.perf_counter() - self.window_start
-        timed_steps = self.steps - self.warmup_steps
+        (main_start, children_start), (main_end, children_end) = self.cpu_start, _cpu_seconds(self.process)
         return {
-            "images_per_s": timed_steps * self.batch_size / elapsed,
+            "images_per_s": (self.steps - self.warmup_steps) * self.batch_size / elapsed,
             "warmup_s": self.warmup_s,
-            "worker_cores": sum(last - first for first, last in self.worker_cpu.values()) / elapsed,
-            "main_cores": (_cpu_seconds(self.process) - self.main_cpu_start) / elapsed,
+            "worker_cores": (children_end - children_start) / elapsed,
+            "main_cores": (main_end - main_start) / elapsed,
         }
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU seconds so far of `process`, and of all its children, living or ended.
+
+    Non-persistent data loader workers end with each epoch: an ended child's whole time is in the parent's
+    `children_*` times once it is reaped, and a living one reports its own, so the difference of two readings is the
+    children's time between them.
+    """
+    living = 0.0
+    for child in process.children(recursive=True):
+        try:
+            living += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
     times = process.cpu_times()
-    return times.user + times.system
+    return times.user + times.system, living + times.children_user + times.children_system
 
 
 # ---- Setups ----
@@ -263,6 +268,7 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
     ]
     if not torch.cuda.is_available():
         common += ["--use_cpu", "true"]  # bf16 on a CPU needs it said
+    memory_before = _start_memory_count()
     model, processor = load_checkpoint(checkpoint, data)
     if setup.startswith("trainer"):
         (training_args,) = parse_args((TrainingArguments,), common + ["--bf16", str(setup == "trainer_bf16")])
@@ -291,14 +297,13 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
         trainer = classification_trainer(model, processor, splits, training_args, num_labels=NUM_CLASSES)
     meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
     trainer.add_callback(meter)
-    if training_args.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    return {**meter.result(), **_peak_memory(training_args.device)}
+    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before)}
 
 
 def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str, float]:
     """A bare training loop on random batches already on the device: no data loading, no Trainer."""
+    memory_before = _start_memory_count()
     model, processor = load_checkpoint(checkpoint, data)
     speed.use_channels_last(model)
     model.to(device).train()
@@ -307,8 +312,6 @@ def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str,
     pixel_values = torch.randn(args.batch_size, *data_config(processor)["input_size"], device=device)
     labels = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     meter = Meter(args.batch_size, args.warmup_steps, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup_steps + args.steps):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = step_fn(pixel_values=pixel_values, labels=labels).loss
@@ -316,11 +319,20 @@ def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         meter.step()
-    return {**meter.result(), **_peak_memory(device)}
+    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before)}
 
 
-def _peak_memory(device: torch.device) -> dict[str, float]:
-    return {"peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan}
+def _start_memory_count() -> int | None:
+    """GPU bytes allocated before a setup loads its model (None on a CPU), after clearing the last setup's peak."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def _peak_memory_gib(memory_before: int | None) -> float:
+    """The setup's own peak GPU memory: anything an earlier setup left allocated is not counted."""
+    return math.nan if memory_before is None else (torch.cuda.max_memory_allocated() - memory_before) / 2**30
 
 
 # ---- Table ----
@@ -402,7 +414,10 @@ def main() -> None:
                     result = run_trainer_setup(setup, checkpoints[name], data, data_args, args)
                 rows.append({"model": name, "setup": setup, "flops_per_image": flops[name], **result})
                 print(json.dumps(rows[-1]), flush=True)
-                gc.collect()  # the finished Trainer's data loader workers and GPU memory go before the next setup
+                # the finished setup's workers, GPU memory and compiled graphs go before the next one starts, so
+                # each setup's warm-up includes its own compilation
+                gc.collect()
+                torch._dynamo.reset()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     rows.sort(key=lambda row: args.models.index(row["model"]))
