@@ -33,6 +33,7 @@ _NOT_RESULT_AFFECTING = {
     "disable_tqdm",
     # speed only (hf_ft.speed); their defaults follow the machine, so a resume elsewhere must not be refused
     "dataloader_num_workers",
+    "dataloader_persistent_workers",
     "dataloader_pin_memory",
     "dataloader_prefetch_factor",
     "bf16",

@@ -5,9 +5,9 @@ how long it takes. Measured with `benchmarks/image_cls_throughput.py`.
 
 Two steps, because some choices need the parsed run:
 - `parser_defaults()` goes into the argument parser, under the YAML and the command line: data loader workers
-  sized to the machine (pinned memory and fused AdamW are TrainingArguments' defaults already), and `bf16` /
-  `torch_compile` left undecided (None, which TrainingArguments treats as off) so that an explicit `true` or
-  `false` from the user is never second-guessed.
+  sized to the machine (pinned memory and fused AdamW are TrainingArguments' defaults already), and `bf16`,
+  `torch_compile` and persistent workers left undecided (None, which TrainingArguments treats as off) so that an
+  explicit `true` or `false` from the user is never second-guessed.
 - `resolve_training_args()` decides the undecided ones once the device and the run's length are known.
 """
 
@@ -37,10 +37,12 @@ COMPILE_MIN_TRAIN_SAMPLES = 500_000
 
 def parser_defaults() -> dict[str, object]:
     """TrainingArguments defaults for this machine, to be overridden by the YAML and the command line."""
-    # Workers stay non-persistent: persistent ones carry their augmentation random state from epoch to epoch,
-    # which a resumed run cannot restore, so it would no longer end where an unbroken run ends. Restarting them
-    # (forked, not re-imported) costs well under a second an epoch.
-    return {"dataloader_num_workers": dataloader_workers(), "bf16": None, "torch_compile": None}
+    return {
+        "dataloader_num_workers": dataloader_workers(),
+        "dataloader_persistent_workers": None,
+        "bf16": None,
+        "torch_compile": None,
+    }
 
 
 def dataloader_workers() -> int:
@@ -65,12 +67,13 @@ def resolve_training_args(training_args: TrainingArguments, *, num_train_samples
     )
     resolved = dataclasses.replace(training_args, **changes)  # re-runs __post_init__: mixed precision, compile backend
     logger.info(
-        "Speed: mixed precision %s, tf32 %s, torch.compile %s (%s training samples), %d data loader workers",
+        "Speed: mixed precision %s, tf32 %s, torch.compile %s (%s training samples), %d data loader workers%s",
         resolved.mixed_precision,
         resolved.tf32,
         resolved.torch_compile,
         f"{num_train_samples:,}",
         resolved.dataloader_num_workers,
+        " (persistent)" if resolved.dataloader_persistent_workers else "",
     )
     return resolved
 
@@ -87,7 +90,11 @@ def speed_choices(
 
     - `bf16` autocast on a GPU that supports it, unless fp16 or the Accelerate config already chose a precision;
     - `tf32` matmuls where supported (Ampere and newer), for the fp32 work outside autocast;
-    - `torch_compile` on a GPU for runs of at least `COMPILE_MIN_TRAIN_SAMPLES` samples.
+    - `torch_compile` on a GPU for runs of at least `COMPILE_MIN_TRAIN_SAMPLES` samples;
+    - persistent data loader workers whenever there are workers. Restarting them forks the training process
+      again for every worker, each epoch and each evaluation: 0.15-0.27 s an epoch with one worker, 0.24-0.39 s
+      with two, from a 4.9 GB process (`benchmarks/worker_restart_cost.py`, 2 CPU cores). A resume still ends
+      where an unbroken run ends: augmentation is seeded by batch (`hf_ft.data.seeding`).
     """
     choices = {}
     if training_args.bf16 is None:
@@ -97,6 +104,8 @@ def speed_choices(
         choices["tf32"] = True
     if training_args.torch_compile is None:
         choices["torch_compile"] = on_gpu and num_train_samples >= COMPILE_MIN_TRAIN_SAMPLES
+    if training_args.dataloader_persistent_workers is None:
+        choices["dataloader_persistent_workers"] = training_args.dataloader_num_workers > 0
     return choices
 
 

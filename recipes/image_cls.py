@@ -163,6 +163,8 @@ def main(
     trainer.save_state()
 
     # ---- Evaluate on validation and test ----
+    # `predict`, never `evaluate(split)`: with persistent workers, Trainer.get_eval_dataloader caches its loader
+    # under the dataset's name, and every dataset object is named "eval": it would evaluate validation again
     predictions = {}
     for name in ("validation", "test"):
         if name in splits:

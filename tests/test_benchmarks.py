@@ -28,8 +28,10 @@ def test_throughput_benchmark_runs_every_setup_on_cpu(tmp_path):
         for m in ("vit_b16", "resnet50")
         for s in ("trainer_fp32", "trainer_bf16", "hf_ft", "hf_ft_eager", "hf_ft_cache", "ceiling")
     }
-    for row in rows.values():
+    for (_, setup), row in rows.items():
         assert row["images_per_s"] > 0 and row["warmup_s"] > 0 and row["main_cores"] > 0 and row["flops_per_image"] > 0
+        # hf_ft loads in worker processes; the peers (0 workers by default) and the bare loop have none
+        assert (row["worker_cores"] > 0) == setup.startswith("hf_ft"), (setup, row["worker_cores"])
     assert measured["peak_flops"] > 0
     for line in ("| model | setup | img/s |", "| vit_b16 | trainer_bf16 |", "| resnet50 | hf_ft_cache |"):
         assert line in result.stdout
@@ -56,3 +58,19 @@ def test_input_pipeline_cost_times_every_step(tmp_path):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "ms per image" not in line]
     assert len(rows) == 7
     assert all(float(row.split("|")[2]) > 0 for row in rows)
+
+
+def test_worker_restart_cost_compares_restarted_and_persistent_workers(tmp_path):
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "worker_restart_cost.py"),
+        *("--images", "80", "--jpeg_size", "40", "60", "--resolution", "32", "--batch_size", "4"),
+        *("--workers", "1", "--ballast_gib", "0", "0.5", "--epochs", "3", "--data_dir", str(tmp_path)),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "RSS" not in line]
+    assert len(rows) == 2
+    (small_rss, *small), (large_rss, *large) = ([float(cell) for cell in row] for row in rows)
+    assert large_rss > small_rss + 0.3  # the ballast is resident
+    assert all(seconds > 0 for seconds in small[1:3] + large[1:3])
