@@ -25,9 +25,25 @@ class ImageTrainer(Trainer):
         self._mean = torch.tensor(config["mean"], device=self.args.device)
         self._std = torch.tensor(config["std"], device=self.args.device)
 
+    # A DataLoader draws its workers' base seed from torch's global generator each time it starts an iteration, and
+    # a persistent one starts only once: a resumed run would draw where the unbroken run did not and shift the
+    # training process's randomness (dropout) from then on. Drawn from a generator of the loader's own, the base
+    # seed costs the global one nothing; it decides nothing either, since augmentation is seeded by batch.
+    def get_train_dataloader(self):
+        return _with_own_generator(super().get_train_dataloader(), self.args.seed)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return _with_own_generator(super().get_eval_dataloader(eval_dataset), self.args.seed)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         pixels = inputs["pixel_values"]
         if pixels.dtype == torch.uint8:
             pixels = pixels.to(self.args.device, non_blocking=True)
             inputs = {**inputs, "pixel_values": normalize(pixels, self._mean, self._std)}
         return super().training_step(model, inputs, num_items_in_batch)
+
+
+def _with_own_generator(loader: torch.utils.data.DataLoader, seed: int) -> torch.utils.data.DataLoader:
+    # accelerate's DataLoaderShard iterates the torch DataLoader it wraps as `base_dataloader`
+    getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(seed)
+    return loader

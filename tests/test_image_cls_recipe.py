@@ -28,6 +28,8 @@ TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
 
 
 def recipe_config(tmp_path: Path, digits_dir: Path, checkpoint: Path, output_dir: Path, **overrides) -> Path:
+    # dropout draws from the training process's random generator, so a resume that shifted it would show
+    overrides = {"drop_rate": 0.1, **overrides}
     return write_config(tmp_path, digits_dir, output_dir, model_name_or_path=str(checkpoint), **overrides)
 
 

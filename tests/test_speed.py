@@ -201,7 +201,16 @@ def _plain_trainer(model, processor, splits, data_args, args):
 
 
 def _run(
-    tmp_path, name, digits_dir, tiny_timm_dir, *, fast: bool, workers: int, seed: int = 0, gpu: bool = False
+    tmp_path,
+    name,
+    digits_dir,
+    tiny_timm_dir,
+    *,
+    fast: bool,
+    workers: int,
+    seed: int = 0,
+    gpu: bool = False,
+    drop_rate: float | None = None,
 ) -> dict[str, float]:
     data_args = ImageDataArguments(
         train_dir=str(digits_dir / "train"),
@@ -213,7 +222,8 @@ def _run(
     )
     data = load_image_classification_data(data_args, seed=seed)
     torch.manual_seed(seed)
-    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_timm_dir)), data.label_names)
+    model_args = ModelArguments(model_name_or_path=str(tiny_timm_dir), drop_rate=drop_rate)
+    model, processor = load_image_classifier(model_args, data.label_names)
     args = TrainingArguments(
         output_dir=str(tmp_path / name),
         num_train_epochs=4,
@@ -248,8 +258,9 @@ def test_fast_path_trains_like_the_plain_path(tmp_path, digits_dir, tiny_timm_di
     plain Trainer with float preprocessing in the main process. Both draw the same crops, so only float rounding
     (channels-last convolutions) can differ: the numbers agree closely.
 
-    Then hf_ft's path with two persistent data loader workers: augmentation is seeded by batch, not by worker, so
-    the run is the same run, to the last bit.
+    Then hf_ft's path with no workers and with two persistent ones, with dropout: augmentation is seeded by batch,
+    not by worker, and the loaders leave the training process's random generator (dropout's) alone, so the two
+    runs are the same run, to the last bit.
     """
     plain = _run(tmp_path, "plain", digits_dir, tiny_timm_dir, fast=False, workers=0)
     assert plain["accuracy"] > 0.5  # it learned: 10 classes, chance is 0.1
@@ -258,7 +269,9 @@ def test_fast_path_trains_like_the_plain_path(tmp_path, digits_dir, tiny_timm_di
     assert fast["eval_loss"] == pytest.approx(plain["eval_loss"], rel=3e-2)
     assert fast["accuracy"] == pytest.approx(plain["accuracy"], abs=0.02)
 
-    assert _run(tmp_path, "fast2", digits_dir, tiny_timm_dir, fast=True, workers=2) == fast
+    in_process = _run(tmp_path, "dropout0", digits_dir, tiny_timm_dir, fast=True, workers=0, drop_rate=0.2)
+    assert in_process != fast  # dropout is on
+    assert _run(tmp_path, "dropout2", digits_dir, tiny_timm_dir, fast=True, workers=2, drop_rate=0.2) == in_process
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
