@@ -290,7 +290,9 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
             splits = {
                 **splits,
                 "train": cache_decoded_images(
-                    splits["train"], max_size=cached_size_for(processor), num_proc=speed.dataloader_workers() or None
+                    splits["train"],
+                    max_size=cached_size_for(processor),
+                    num_proc=training_args.dataloader_num_workers or None,
                 ),
             }
         splits = attach_transforms(splits, processor, data_args)
