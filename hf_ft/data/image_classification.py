@@ -42,6 +42,10 @@ def load_image_classification_data(
         missing = [c for c in (image_column, label_column) if c not in split.column_names]
         if missing:
             raise InputError(f"The {name} split has no column {missing}; it has {split.column_names}.")
+    # Before encoding: an ID column picked as label also fails later checks (unseen labels, stratified split),
+    # and this warning says why first. Measured on the data as given, before any subsampling.
+    others = [c for c in raw["train"].column_names if c not in (image_column, label_column)]
+    labels.warn_if_id_like(raw["train"], label_column, others)
 
     splits = DatasetDict(
         {

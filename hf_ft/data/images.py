@@ -53,27 +53,48 @@ def as_image_column(split: Dataset, column: str, base_dir: Path | None) -> Datas
 
 
 def drop_unreadable_images(splits: DatasetDict, *, skip: bool, num_proc: int | None = None) -> DatasetDict:
-    """Decode every image once; stop on the first unreadable ones (named), or drop them when `skip` is set.
+    """Decode every image of every split once; report all unreadable ones together, or drop them if `skip`.
+
+    Every split is checked before anything is raised, so one run reports train's, validation's and test's bad
+    files at once (fixing train, rerunning, and only then learning about test costs a run per split).
 
     Raises:
-        InputError: some images cannot be read and `skip` is False; names up to five of them.
+        InputError: some images cannot be read and `skip` is False: counts per split, the first five files;
+            or `skip` is True and every image of a split is unreadable (an empty split cannot be used).
     """
+    errors = {name: _find_unreadable(split, num_proc) for name, split in splits.items()}
+    errors = {name: found for name, found in errors.items() if found}
+    if errors and not skip:
+        raise InputError(_unreadable_message(errors))
     checked = {}
     for name, split in splits.items():
-        errors = _find_unreadable(split, num_proc)
-        if errors and not skip:
-            shown = "; ".join(f"{where}: {why}" for _, where, why in errors[:_SHOWN_ERRORS])
-            more = f" (and {len(errors) - _SHOWN_ERRORS} more)" if len(errors) > _SHOWN_ERRORS else ""
-            raise InputError(
-                f"{len(errors)} unreadable image(s) in the {name} split: {shown}{more}. Fix or remove them, or set "
-                "--skip_corrupt_images true to drop them."
-            )
-        if errors:
-            logger.warning("Skipping %d unreadable image(s) in the %s split.", len(errors), name)
-            bad = {index for index, _, _ in errors}
+        if name in errors:
+            if len(errors[name]) == len(split):
+                _, where, why = errors[name][0]
+                raise InputError(f"All {len(split)} images of the {name} split are unreadable, e.g. {where}: {why}.")
+            logger.warning("Skipping %d unreadable image(s) in the %s split.", len(errors[name]), name)
+            bad = {index for index, _, _ in errors[name]}
             split = split.select([i for i in range(len(split)) if i not in bad])
         checked[name] = split
     return DatasetDict(checked)
+
+
+def _unreadable_message(errors: dict[str, list[tuple[int, str, str]]]) -> str:
+    """One line: the total, the count in each split, then the first few files with the reason.
+
+    The files shown take turns between splits (each split's first, then each one's second...), so a split with
+    many bad files does not hide that another split has some too.
+    """
+    total = sum(len(found) for found in errors.values())
+    counts = ", ".join(f"{len(found)} in {name}" for name, found in errors.items())
+    ranked = [(rank, name, where, why) for name, found in errors.items() for rank, (_, where, why) in enumerate(found)]
+    first = [entry[1:] for entry in sorted(ranked, key=lambda entry: entry[0])[:_SHOWN_ERRORS]]  # stable: split order
+    shown = "; ".join(f"{where} ({name}): {why}" for name, where, why in first)
+    more = f" (and {total - _SHOWN_ERRORS} more)" if total > _SHOWN_ERRORS else ""
+    return (
+        f"{total} unreadable image(s) ({counts}): {shown}{more}. Fix or remove them, or set "
+        "--skip_corrupt_images true to drop them."
+    )
 
 
 def _find_unreadable(split: Dataset, num_proc: int | None) -> list[tuple[int, str, str]]:

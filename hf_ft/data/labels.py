@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict
+import pyarrow.compute as pc
+from datasets import ClassLabel, Dataset, DatasetDict, Value
 from ..errors import InputError
 
+logger = logging.getLogger(__name__)
+
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "class", "target", "category")
+# A label column "looks like an ID" (see `warn_if_id_like`) when it has more than ID_LIKE_MIN_CLASSES distinct
+# values and they are more than ID_LIKE_UNIQUE_FRACTION of the train rows (under two examples per class on
+# average), or when every one of at least ID_LIKE_ALL_UNIQUE_MIN_ROWS rows has a label of its own.
+ID_LIKE_MIN_CLASSES = 100
+ID_LIKE_UNIQUE_FRACTION = 0.5
+ID_LIKE_ALL_UNIQUE_MIN_ROWS = 20
+# Value dtypes a label can have; "null" (an all-empty column) passes so that the null check names the problem.
+_LABEL_DTYPE_PREFIXES = ("string", "large_string", "int", "uint", "bool", "float", "null")
+_TYPE_SAMPLE_ROWS = 1000
 
 
 def find_label_column(train: Dataset, requested: str | None) -> str:
@@ -35,12 +49,11 @@ def encode_labels(splits: DatasetDict, column: str) -> DatasetDict:
     String, integer or boolean labels get names from the training split (sorted; integers numerically).
 
     Raises:
-        InputError: a label is missing (null), or an evaluation split has labels that training never sees.
+        InputError: a label is missing (null or an empty string), labels mix value types or are not scalars
+            (`check_label_values`), or an evaluation split has labels that training never sees.
     """
     for name, split in splits.items():
-        nulls = split.select_columns([column]).with_format("arrow")[:][column].null_count
-        if nulls:
-            raise InputError(f"{nulls} rows of the {name} split have no label in column `{column}`; drop or fill them.")
+        check_label_values(name, split, column)
     feature = splits["train"].features[column]
     if isinstance(feature, ClassLabel):
         names = feature.names
@@ -64,6 +77,70 @@ def encode_labels(splits: DatasetDict, column: str) -> DatasetDict:
     if column != "label":
         splits = splits.rename_column(column, "label")
     return splits
+
+
+def check_label_values(split_name: str, split: Dataset, column: str) -> None:
+    """Refuse a label column a ClassLabel cannot be built from: not one scalar per row, mixed types, or missing.
+
+    Raises:
+        InputError: the column holds lists/dicts, or mixes types (json `1` and `"cat"`: datasets then gives a
+            `Json` feature that arrow cannot even count), or some rows have a null or empty/blank string label.
+    """
+    feature = split.features[column]
+    if not isinstance(feature, (ClassLabel, Value)) or not feature.dtype.startswith(_LABEL_DTYPE_PREFIXES):
+        raise InputError(_not_scalar_message(split_name, split, column))
+    values = split.select_columns([column]).with_format("arrow")[:][column]
+    if values.null_count:
+        raise InputError(
+            f"{values.null_count} rows of the {split_name} split have no label in column `{column}`; drop or fill them."
+        )
+    if feature.dtype in ("string", "large_string"):
+        # An empty label is a missing one written as "" (json, or csv with quotes): it would become a class of its own.
+        blank = pc.sum(pc.equal(pc.utf8_trim_whitespace(values), "")).as_py() or 0
+        if blank:
+            raise InputError(
+                f"{blank} rows of the {split_name} split have an empty label ('') in column `{column}`; drop or fill them."
+            )
+
+
+def _not_scalar_message(split_name: str, split: Dataset, column: str) -> str:
+    sample = split.select(range(min(len(split), _TYPE_SAMPLE_ROWS)))[column]
+    examples = {}
+    for value in sample:
+        if value is not None:
+            examples.setdefault(type(value).__name__, value)
+    if len(examples) > 1:
+        shown = ", ".join(f"{kind} {value!r}" for kind, value in examples.items())
+        return (
+            f"Column `{column}` of the {split_name} split mixes label types ({shown}): make every label a string "
+            "(quote the numbers in the data file) or every label an integer."
+        )
+    return (
+        f"Column `{column}` of the {split_name} split holds {split.features[column]}, not one class label (a string "
+        "or an integer) per row; set --label_column_name to the class column."
+    )
+
+
+def warn_if_id_like(train: Dataset, column: str, others: list[str]) -> None:
+    """Warn when the label column has almost one distinct value per row: an ID, file name or measured value.
+
+    Only a warning: some data sets really have many classes. The rule is in `ID_LIKE_*` above; `others` are the
+    columns to suggest instead. Columns `check_label_values` refuses are left to it.
+    """
+    feature = train.features[column]
+    if not isinstance(feature, (ClassLabel, Value)) or not feature.dtype.startswith(_LABEL_DTYPE_PREFIXES):
+        return
+    rows, distinct = len(train), len(train.unique(column))
+    many = distinct > ID_LIKE_MIN_CLASSES and distinct > ID_LIKE_UNIQUE_FRACTION * rows
+    if not (many or (distinct == rows >= ID_LIKE_ALL_UNIQUE_MIN_ROWS)):
+        return
+    instead = f"set --label_column_name to one of {others}" if others else "check --label_column_name"
+    logger.warning(
+        "Label column `%s` has %d distinct values in %d train rows (%.0f%%): it looks like an ID, file name or "
+        "measured value, not class labels (a class needs several examples to be learned). If it is not the "
+        "label, %s; if these really are classes, ignore this.",
+        column, distinct, rows, 100 * distinct / rows, instead,
+    )
 
 
 def _names_from_values(values: list) -> list[str]:
