@@ -1,21 +1,40 @@
 """The Hub side of a run: pre-flight checks before training, the model card, and the push after it.
 
-`--push_to_hub` is checked up front (repo id, offline mode, token, connection, write access) so a run never trains
-for an hour and then fails to upload; the push itself happens once, at the end, with the report and the card.
+`--push_to_hub` is checked up front (`--hub_strategy`, repo id, offline mode, token, connection, write access) so a
+run never trains for an hour and then fails to upload; the push itself happens once, at the end, with the report and
+the card.
 Tokens never appear in messages, logs or files.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import logging
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+import yaml
+from huggingface_hub import (
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    constants,
+    get_token,
+    metadata_load,
+    try_to_load_from_cache,
+)
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from . import markdown as md
 from .errors import InputError
+from .metrics import TOP_K
 
 try:  # The HTTP library huggingface_hub raises connection errors from, unwrapped: httpx2 from 2.0 on, httpx in 1.x.
     from httpx2 import TransportError
@@ -33,14 +52,22 @@ _TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "added_tokens")
 
 # Metrics that describe the data or the run, not the model: they stay out of the card's model-index.
 _NOT_MODEL_METRICS = {"num_samples", "loss", "runtime", "samples_per_second", "steps_per_second", "epoch"}
-# Display names for hf_ft's metrics (report.py: "f1" is macro-averaged).
-_METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "f1": "Macro F1",
-    "top5_accuracy": "Top-5 accuracy",
-    "majority_baseline_accuracy": "Majority-class baseline accuracy",
-    "num_samples": "Samples",
+# hf_ft metric -> (model-index `type`, `args`). The spec (hub-docs modelcard.md) wants the metric's id on
+# hf.co/metrics as type and the `Metric.compute()` arguments as args; its `config` is a load-time configuration
+# name, which none of these metrics has. No Hub metric computes top-k accuracy: the id is that of hf_ft's
+# module (and scikit-learn's function) of the same computation.
+_MODEL_INDEX_METRICS = {
+    "accuracy": ("accuracy", None),
+    "f1": ("f1", {"average": "macro"}),
+    f"top{TOP_K}_accuracy": ("top_k_accuracy", {"k": TOP_K}),
 }
+# The Hub's license fields, copied together from the base model's card.
+_LICENSE_FIELDS = ("license", "license_name", "license_link")
+# How long the license look-up may wait for the Hub: the card must not stall a finished run.
+_LICENSE_LOOKUP_TIMEOUT_S = 10
+# Training-argument or fact names that hold a secret, and values that look like a Hub token.
+_SECRET_KEY = re.compile(r"(token|secret|password|api_key)$", re.IGNORECASE)
+_HUB_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 _TASK_NAMES = {
     "image-classification": "Image Classification",
     "text-classification": "Text Classification",
@@ -57,9 +84,39 @@ class HubPushError(InputError):
     """`--push_to_hub` cannot work: the message says why and what to do (an `InputError`, so a `ValueError`)."""
 
 
+@dataclass(frozen=True)
+class _BaseModel:
+    """What the card can truthfully say about the checkpoint a run started from."""
+
+    # The Hub repo it is, or (`derived`) that a local checkpoint records it came from; None when nothing says.
+    hub_id: str | None
+    derived: bool = False
+    # `_LICENSE_FIELDS` as the base model's card gives them; empty when unknown.
+    license: dict[str, str] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Pre-flight
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def check_hub_strategy(strategy: str | Enum) -> None:
+    """Refuse a `--hub_strategy` that hf_ft would silently ignore: it pushes once, at the end, itself.
+
+    Call it when `--push_to_hub` is set (the Trainer never pushes: `runs.start` switches that off).
+
+    Args:
+        strategy: `TrainingArguments.hub_strategy` (a `HubStrategy`) or its value, e.g. "every_save".
+
+    Raises:
+        HubPushError: anything but "end"; the one-line message names the flag, the value and the fix.
+    """
+    value = strategy.value if isinstance(strategy, Enum) else str(strategy)
+    if value != "end":
+        raise HubPushError(
+            f"--hub_strategy {value} is not supported: hf_ft pushes once, at the end of the run (model, card and "
+            "report), never during training. Drop --hub_strategy or pass --hub_strategy end."
+        )
 
 
 def preflight_push(
@@ -206,11 +263,16 @@ def write_model_card(
     tags: list[str] = (),
     extra_markdown: str = "",
     repo_id: str | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> Path:
     """Write `output_dir/README.md`: a model card whose metadata carries the evaluation results (model-index).
 
     Local paths stay out of the card: a local `base_model` or data set would leak the user's file system and is no
-    Hub reference, so the card says "a local checkpoint" / "local data" instead. No license is claimed.
+    Hub reference. A local base is named by the Hub repo it records as its origin (a Hub cache snapshot, its
+    README's `base_model`, or its config's `_name_or_path`), else as "a local checkpoint"; local data as "local
+    data". The license is the base model's, when its card is known (a local base: its README.md; a Hub id: the
+    Hub, or the local Hub cache when offline); otherwise the card names none and says so. Nothing here fails or
+    waits long for the Hub.
 
     Args:
         output_dir: The run's output dir; the card is written there.
@@ -224,31 +286,35 @@ def write_model_card(
         tags: Extra Hub tags.
         extra_markdown: Appended to the card's body as is.
         repo_id: The Hub repo the card is pushed to, for the usage snippets; None when not pushed.
+        facts: What a user must know to use the model, for the card's "Model details" table, e.g.
+            `{"image_size": "224x224"}` or `{"max_seq_length": 256}`.
 
     Returns:
         The path of the card.
     """
     output_dir = Path(output_dir)
-    base_on_hub = _is_hub_id(base_model)
+    base = _resolve_base_model(base_model)
     dataset_on_hub = dataset_name is not None and _is_hub_id(dataset_name)
     model_name = repo_id.split("/")[-1] if repo_id else output_dir.absolute().name
     card_data = ModelCardData(
         model_name=model_name,
-        base_model=base_model if base_on_hub else None,
+        base_model=base.hub_id,
         datasets=[dataset_name] if dataset_on_hub else None,
         library_name=library_name,
         pipeline_tag=task,
         tags=list(dict.fromkeys(["hf_ft", task, *tags])),
         eval_results=_eval_results(task, dataset_name if dataset_on_hub else None, results) or None,
+        **base.license,
     )
     body = _card_body(
         model_name,
-        base=f"[{base_model}](https://huggingface.co/{base_model})" if base_on_hub else "a local checkpoint",
+        base=base,
         dataset=f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})" if dataset_on_hub else "local data",
         task=task,
         label_names=label_names,
         results=results,
         training_args=training_args,
+        facts=facts or {},
         library_name=library_name,
         # Not the output_dir as given: an absolute path would leak the user's file system if pushed later.
         model_ref=repo_id or f"path/to/{model_name}",
@@ -264,32 +330,119 @@ def write_model_card(
 
 def _is_hub_id(name: str) -> bool:
     """True for a Hub repo id; False for anything that exists locally or could not be one."""
-    if Path(name).expanduser().exists():
-        return False
+    return not Path(name).expanduser().exists() and _valid_repo_id(name) is not None
+
+
+def _resolve_base_model(base_model: str) -> _BaseModel:
+    """The base model's Hub id (its own, or the origin a local checkpoint records) and its license."""
+    if _is_hub_id(base_model):
+        return _BaseModel(base_model, license=_hub_license(base_model))
+    path = Path(base_model).expanduser()
+    if not path.is_dir():
+        return _BaseModel(None)
+    readme = _readme_metadata(path)
+    license_fields = _license_fields(readme)
+    snapshot_of = _cache_snapshot_repo_id(path)
+    if snapshot_of:
+        return _BaseModel(snapshot_of, license=license_fields)
+    return _BaseModel(_recorded_origin(path, readme), derived=True, license=license_fields)
+
+
+def _cache_snapshot_repo_id(path: Path) -> str | None:
+    """The model repo whose Hub cache snapshot `path` is (`.../models--org--name/snapshots/<revision>`), or None."""
+    parts = path.resolve().parts
+    if len(parts) < 3 or parts[-2] != "snapshots" or not parts[-3].startswith("models--"):
+        return None
+    # Repo ids cannot contain "--" (validate_repo_id), so the cache's folder name maps back to one id.
+    return _valid_repo_id(parts[-3].removeprefix("models--").replace("--", "/"))
+
+
+def _recorded_origin(path: Path, readme: dict) -> str | None:
+    """The Hub repo a local checkpoint says it came from: its card's `base_model` (a card like the one this module
+    writes), else its config's `_name_or_path` (transformers 4.x wrote the source it was loaded from)."""
+    base = readme.get("base_model")
+    # Several base models (a merge) name no single origin.
+    candidates = [base[0] if isinstance(base, list) and len(base) == 1 else base]
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = {}
+    if isinstance(config, dict):
+        candidates.append(config.get("_name_or_path"))
+    for candidate in candidates:
+        # A path recorded on another machine is no Hub reference, and a local one would leak this file system.
+        if isinstance(candidate, str) and _is_hub_id(candidate):
+            return candidate
+    return None
+
+
+def _valid_repo_id(name: str) -> str | None:
     try:
         validate_repo_id(name)
     except HFValidationError:
-        return False
-    return True
+        return None
+    return name
+
+
+def _readme_metadata(model_dir: Path) -> dict:
+    """The YAML metadata of `model_dir/README.md`; empty when there is none or it cannot be read."""
+    try:
+        metadata = metadata_load(model_dir / "README.md")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _license_fields(metadata: dict) -> dict[str, str]:
+    """The license fields of a card's metadata that a derived card can carry over as they are."""
+    fields = {name: metadata[name] for name in _LICENSE_FIELDS if isinstance(metadata.get(name), str)}
+    if "license" not in fields:
+        return {}
+    # A relative link ("LICENSE") points into the base model's repo: in this card it would point nowhere.
+    if not fields.get("license_link", "https://").startswith(("https://", "http://")):
+        del fields["license_link"]
+    return fields
+
+
+def _hub_license(repo_id: str) -> dict[str, str]:
+    """The license fields of a Hub model's card: asked from the Hub when online, else read from the local Hub cache.
+
+    Never raises: an unreachable Hub, a missing or private repo, or offline mode without a cached card all mean
+    "unknown" (an empty dict), and the card then names no license.
+    """
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            info = HfApi().model_info(repo_id, timeout=_LICENSE_LOOKUP_TIMEOUT_S)
+            return _license_fields(info.card_data.to_dict() if info.card_data else {})
+        # OSError: offline-mode and socket errors; ValueError: an answer that is not the JSON expected.
+        except (HfHubHTTPError, TransportError, OSError, ValueError) as err:
+            logger.info("No license from the Hub for %s (%s); trying the local Hub cache", repo_id, type(err).__name__)
+    cached = try_to_load_from_cache(repo_id, "README.md")
+    return _license_fields(_readme_metadata(Path(cached).parent)) if isinstance(cached, str) else {}
 
 
 def _eval_results(task: str, hub_dataset: str | None, results: dict[str, dict[str, float]]) -> list[EvalResult]:
     """One `EvalResult` per split and model metric; local data is named as such (the Hub needs a data set entry)."""
-    return [
-        EvalResult(
-            task_type=task,
-            task_name=_TASK_NAMES.get(task, task),
-            dataset_type=hub_dataset or "local",
-            dataset_name=hub_dataset or "local data",
-            dataset_split=split,
-            metric_type=metric,
-            metric_name=_METRIC_NAMES.get(metric, metric),
-            metric_value=float(value),
-        )
-        for split, metrics in results.items()
-        for metric, value in metrics.items()
-        if _is_model_metric(metric, value)
-    ]
+    eval_results = []
+    for split, metrics in results.items():
+        for metric, value in metrics.items():
+            if not _is_model_metric(metric, value):
+                continue
+            metric_type, metric_args = _MODEL_INDEX_METRICS.get(metric, (metric, None))
+            eval_results.append(
+                EvalResult(
+                    task_type=task,
+                    task_name=_TASK_NAMES.get(task, task),
+                    dataset_type=hub_dataset or "local",
+                    dataset_name=hub_dataset or "local data",
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=md.metric_name(metric),
+                    metric_args=metric_args,
+                    metric_value=float(value),
+                )
+            )
+    return eval_results
 
 
 def _is_model_metric(name: str, value: object) -> bool:
@@ -300,38 +453,77 @@ def _is_model_metric(name: str, value: object) -> bool:
 def _card_body(
     model_name: str,
     *,
-    base: str,
+    base: _BaseModel,
     dataset: str,
     task: str,
     label_names: list[str],
     results: dict[str, dict[str, float]],
     training_args: dict,
+    facts: dict[str, Any],
     library_name: str,
     model_ref: str,
     on_hub: bool,
 ) -> str:
-    """The Markdown under the metadata: what the model is, results, training, labels, how to use it."""
+    """The Markdown under the metadata: what the model is, details, results, training, labels, how to use it."""
     task_name = _TASK_NAMES.get(task, task).lower()
     sections = [
-        f"# {model_name}\n\nThis model is {base} fine-tuned with hf_ft for {task_name} on {dataset}, "
-        f"with {len(label_names)} classes.",
+        f"# {model_name}\n\nThis model is {_base_phrase(base)} fine-tuned with hf_ft for {task_name} on {dataset}, "
+        f"with {len(label_names)} classes. {_license_sentence(base)}",
+    ]
+    if facts:
+        sections.append("## Model details\n\n" + _table(["detail", "value"], _public_rows(facts)))
+    sections += [
         "## Results\n\n" + _results_table(results),
-        "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _hyperparameter_rows(training_args)),
+        "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _public_rows(training_args)),
         "## Labels\n\n" + _labels(label_names),
         "## How to use\n\n" + _usage(task, library_name, model_ref, on_hub),
     ]
     return "\n\n".join(sections) + "\n"
 
 
+def _base_phrase(base: _BaseModel) -> str:
+    if base.hub_id is None:
+        return "a local checkpoint"
+    link = f"[{base.hub_id}](https://huggingface.co/{base.hub_id})"
+    # Derived: a local checkpoint that names its origin may itself be a fine-tuned copy of it.
+    return f"a local checkpoint derived from {link}" if base.derived else link
+
+
+def _license_sentence(base: _BaseModel) -> str:
+    if base.license:
+        return f"License: `{base.license['license']}`, as given by the base model's card."
+    return "The base model's license is unknown here, so this card names none: check it before reusing the model."
+
+
 def _results_table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(dict.fromkeys(metric for split_metrics in results.values() for metric in split_metrics))
     rows = [[split, *(_metric_cell(split_metrics.get(m)) for m in metrics)] for split, split_metrics in results.items()]
-    return _table(["split", *(_METRIC_NAMES.get(m, m) for m in metrics)], rows)
+    table = _table(["split", *(md.metric_name(m) for m in metrics)], rows)
+    if "f1" in metrics:
+        table += (
+            "\n\nMacro F1 is the unweighted mean of the per-class F1 over the classes present in each split (a class "
+            "absent from a split is left out, not counted as 0)."
+        )
+    return table
 
 
-def _hyperparameter_rows(training_args: dict) -> list[list[str]]:
-    # The caller picks what goes in; secrets are dropped anyway, as everywhere else in hf_ft.
-    return [[key, "—" if value is None else str(value)] for key, value in training_args.items() if "token" not in key]
+def _public_rows(values: dict[str, Any]) -> list[list[str]]:
+    """Table rows of `values` without secrets or local paths: the caller picks what goes in, and the card may be
+    public (a token or absolute path must never reach it, as everywhere else in hf_ft)."""
+    return [
+        [md.cell(key), md.cell(_public_value(value))]
+        for key, value in values.items()
+        if not _SECRET_KEY.search(str(key)) and not _HUB_TOKEN.search(str(value))
+    ]
+
+
+def _public_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    text = str(value)
+    if isinstance(value, (str, os.PathLike)) and (os.path.isabs(text) or text.startswith("~")):
+        return f".../{Path(text).name}"  # the file system of the machine it ran on stays out
+    return text
 
 
 def _labels(label_names: list[str], shown: int = 100) -> str:

@@ -4,15 +4,16 @@ augmented under seeds that follow the batches (see `hf_ft.data.seeding`)."""
 from __future__ import annotations
 
 import torch
-from transformers import Trainer
 
+from .checkpoints import StrictResumeTrainer
 from .data.seeding import BatchSeededDataset
 from .data.transforms import data_config, normalize
 
 
-class ImageTrainer(Trainer):
+class ImageTrainer(StrictResumeTrainer):
     """A `Trainer` that normalises uint8 training batches on the training device, with the processor's mean/std,
     and draws each training batch's augmentation from a seed of its own (`BatchSeededDataset`, from `args.seed`).
+    Checkpoints resume with every weight, or not at all (`StrictResumeTrainer`).
 
     Float batches (evaluation, which uses the saved processor itself) pass through unchanged.
     """

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import constants
+from huggingface_hub import constants, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
@@ -26,6 +26,7 @@ from transformers import (
     TimmWrapperConfig,
     TimmWrapperImageProcessor,
 )
+from transformers.utils import CONFIG_NAME
 
 from .args import ModelArguments
 from .errors import InputError
@@ -39,11 +40,12 @@ _DROPOUT_ATTRIBUTES = {
 }
 
 
-def check_model_source(model_name_or_path: str) -> None:
-    """Fail early, with the fix, for a checkpoint that cannot be found before anything is downloaded.
+def check_model_source(model_name_or_path: str, *, revision: str = "main", cache_dir: str | None = None) -> None:
+    """Fail early, with the fix, for a checkpoint that cannot be found, before anything is downloaded or decoded.
 
     Raises:
         FileNotFoundError: a path that looks local (absolute, ./, ~, or not a valid Hub id) does not exist.
+        InputError: a Hub id under `HF_HUB_OFFLINE=1` that is not in the Hugging Face cache.
     """
     if Path(model_name_or_path).expanduser().exists():
         return
@@ -55,6 +57,17 @@ def check_model_source(model_name_or_path: str) -> None:
         ) from None
     if model_name_or_path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"Checkpoint directory {model_name_or_path} does not exist.")
+    if constants.HF_HUB_OFFLINE:
+        cached = try_to_load_from_cache(model_name_or_path, CONFIG_NAME, cache_dir=cache_dir, revision=revision)
+        if not isinstance(cached, str):
+            raise InputError(_offline_message(model_name_or_path))
+
+
+def _offline_message(source: str) -> str:
+    return (
+        f"Checkpoint `{source}` is not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+        "forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a local checkpoint."
+    )
 
 
 def load_image_classifier(
@@ -77,7 +90,7 @@ def load_image_classifier(
             model does not have.
     """
     source = model_args.model_name_or_path
-    check_model_source(source)
+    check_model_source(source, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
     hub_kwargs = {
         "revision": model_args.model_revision,
         "cache_dir": model_args.cache_dir,
@@ -120,7 +133,7 @@ def load_saved_classifier(
         InputError: a Hub checkpoint is asked for while offline and is not cached, or a pruned checkpoint's
             weights do not match the architecture it records.
     """
-    check_model_source(source)
+    check_model_source(source, revision=revision, cache_dir=cache_dir)
     hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
     with _offline_hint(source):
         config = AutoConfig.from_pretrained(source, **hub_kwargs)
@@ -190,11 +203,7 @@ class _offline_hint:
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and isinstance(exc, OSError) and constants.HF_HUB_OFFLINE:
-            raise InputError(
-                f"Checkpoint `{self.source}` is not a local directory and not in the Hugging Face cache, and "
-                "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a "
-                "local checkpoint."
-            ) from exc
+            raise InputError(_offline_message(self.source)) from exc
         return False
 
 

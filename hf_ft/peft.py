@@ -33,7 +33,8 @@ from peft import (
     prepare_model_for_kbit_training,
 )
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
+from transformers.utils import CONFIG_NAME
 
 from .args import ModelArguments, PeftArguments
 from .errors import InputError
@@ -157,7 +158,7 @@ def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments) -> PeftC
         config = SUPPORTED_METHODS[method](**kwargs)
     except ValueError as error:
         raise InputError(f"PEFT refused the {method} settings: {error}") from error
-    config.base_model_name_or_path = model.name_or_path or None
+    config.base_model_name_or_path = _resolvable(model.name_or_path) or None
     return config
 
 
@@ -216,14 +217,15 @@ def save_merged(model: PeftModel, output_dir: str | Path) -> None:
 
 
 def load_adapter_model(
-    base_model_name_or_path: str | None, adapter_dir: str | Path, label_names: list[str], **load_kwargs
+    base_model_name_or_path: str | None, adapter_dir: str | Path, label_names: list[str] | None = None, **load_kwargs
 ) -> PeftModel:
     """Rebuild the base classifier with a head for `label_names` and load the trained adapter onto it.
 
     Args:
         base_model_name_or_path: the base checkpoint; None takes the one recorded in `adapter_config.json`.
         adapter_dir: a folder written by `save_adapter`.
-        label_names: the labels the adapter was trained with, in order.
+        label_names: the labels the adapter was trained with, in order; None reads them from the `config.json` the
+            recipes save beside the adapter.
         load_kwargs: further `ModelArguments` fields (`cache_dir`, `token`, `trust_remote_code`, ...).
 
     Returns the PeftModel in eval mode; its head and BatchNorm layers are the trained ones.
@@ -235,9 +237,21 @@ def load_adapter_model(
         base_model_name_or_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
         if not base_model_name_or_path:
             raise InputError(f"{adapter_dir}/adapter_config.json names no base model; pass base_model_name_or_path.")
+    if label_names is None:
+        if not (Path(adapter_dir) / CONFIG_NAME).is_file():
+            raise InputError(f"{adapter_dir} holds no {CONFIG_NAME} with the label names; pass label_names.")
+        config = AutoConfig.from_pretrained(str(adapter_dir))
+        label_names = [config.id2label[i] for i in range(config.num_labels)]
     model_args = ModelArguments(model_name_or_path=base_model_name_or_path, **load_kwargs)
     base, _ = load_image_classifier(model_args, label_names)
     return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def _resolvable(name_or_path: str) -> str:
+    """A local checkpoint as an absolute path, so `adapter_config.json` finds it from any working directory; a Hub id
+    as it is."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if name_or_path and path.exists() else name_or_path
 
 
 def _check_method(peft_method: str | None) -> str:

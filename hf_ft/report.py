@@ -5,7 +5,9 @@
 - `eval_results.json`: per split accuracy, macro F1, top-5 accuracy (more than 5 classes), the majority-class
   baseline and the number of samples (the same metric code as training-time evaluation: `hf_ft.metrics`);
 - `<split>_per_class.csv`: precision, recall, F1 and support of every class;
-- `<split>_confusion_matrix.png`: rows normalized by true class;
+- `<split>_confusion_matrix.csv`: the full confusion matrix, in counts;
+- `<split>_confusion_matrix.png`: rows normalized by true class (with many classes, only the classes most involved
+  in mistakes, so the picture stays readable);
 - `training_curves.png`: losses and eval metrics against the step, from `trainer.state.log_history`;
 - `report.md`: all of it in words, tables and pictures, side by side with earlier runs if asked.
 
@@ -38,10 +40,15 @@ CURVES_FILE = "training_curves.png"
 NUM_WORST_CLASSES = 5
 # Above this many classes the confusion matrix cells are too small to carry a printed number.
 MAX_ANNOTATED_CLASSES = 30
+# Above this many classes a full confusion matrix is unreadable: the picture shows the classes most involved in
+# mistakes instead (the CSV keeps the whole matrix).
+MAX_PLOTTED_CLASSES = 50
+# How many classes that picture shows: few enough to carry printed numbers.
+NUM_CONFUSED_CLASSES = MAX_ANNOTATED_CLASSES
 # Metrics plotted against the step when the evaluation logged them (Trainer prefixes them with "eval_").
 _CURVE_METRICS = {
     "eval_accuracy": "accuracy",
-    "eval_f1": "macro F1",
+    "eval_f1": "macro F1 (classes present)",
     f"eval_top{TOP_K}_accuracy": f"top-{TOP_K} accuracy",
 }
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -89,10 +96,10 @@ def write_report(
         train_label_counts: Samples per class id in the training split. The majority-class baseline always
             predicts the most frequent training class (the lowest id on a tie), as a model without inputs would.
         log_history: `trainer.state.log_history`, for the training curves (may be empty).
-        summary: `{"model", "dataset", "task", "config" (resolved arguments, plain values), "num_samples"
-            ({"train", "validation", "test"}), "trainable_parameters", "total_parameters", "train_runtime_s",
-            "adapter" ({"method", "size_bytes"}, PEFT runs only), "teacher" (distilled runs only)}`.
-            Missing entries show as "—".
+        summary: `{"run_name" (names the report; default: `output_dir`'s name), "model" (the base checkpoint),
+            "dataset", "task", "config" (resolved arguments, plain values), "num_samples" ({"train", "validation",
+            "test"}), "trainable_parameters", "total_parameters", "train_runtime_s", "adapter" ({"method",
+            "size_bytes"}, PEFT runs only), "teacher" (distilled runs only)}`. Missing entries show as "—".
         compare_with: Output dirs of earlier runs; their `eval_results.json` (and the model name from their
             `args.yaml`) go side by side with this run.
 
@@ -119,6 +126,7 @@ def write_report(
     }
     for name, result in results.items():
         _write_per_class_csv(output_dir / f"{name}_per_class.csv", result, label_names)
+        _write_confusion_csv(output_dir / f"{name}_confusion_matrix.csv", result, label_names)
         _plot_confusion_matrix(output_dir / f"{name}_confusion_matrix.png", result, label_names, name)
     has_curves = _plot_training_curves(output_dir / CURVES_FILE, log_history)
     metrics = {name: result.metrics for name, result in results.items()}
@@ -174,8 +182,6 @@ def _check_train_counts(train_label_counts: list[int], num_labels: int) -> np.nd
     if np.any(counts < 0) or counts.sum() <= 0:
         raise ValueError(f"train_label_counts must be non-negative with a positive total, got {counts.tolist()}.")
     return counts
-
-
 
 
 def _read_earlier_run(path: Path) -> _EarlierRun:
@@ -234,13 +240,40 @@ def _worst_classes(result: _SplitResult, count: int) -> list[int]:
 
 
 def _most_confused_with(result: _SplitResult, class_id: int) -> tuple[int, int] | None:
-    """(class most often predicted instead of `class_id`, how often), or None if it is never mistaken."""
-    row = result.confusion[class_id].copy()
-    row[class_id] = 0
-    if row.max() == 0:
+    """(class most often predicted instead of `class_id`, how often), or None if it is never missed."""
+    return _largest_other(result.confusion[class_id], class_id)
+
+
+def _false_positive_source(result: _SplitResult, class_id: int) -> tuple[int, int, int] | None:
+    """(its false positives, the true class most often predicted as `class_id`, how often); None without any."""
+    column = result.confusion[:, class_id]
+    largest = _largest_other(column, class_id)
+    if largest is None:
         return None
-    other = int(np.argmax(row))
-    return other, int(row[other])
+    return int(column.sum() - column[class_id]), *largest
+
+
+def _largest_other(counts: np.ndarray, class_id: int) -> tuple[int, int] | None:
+    """(the class with the largest count other than `class_id`, its count); lowest id on a tie; None if all 0."""
+    others = counts.copy()
+    others[class_id] = 0
+    if others.max() == 0:
+        return None
+    other = int(np.argmax(others))
+    return other, int(others[other])
+
+
+def _classes_to_plot(result: _SplitResult) -> np.ndarray:
+    """Class ids the confusion matrix picture shows: all of them, or, above `MAX_PLOTTED_CLASSES`, the
+    `NUM_CONFUSED_CLASSES` most involved in mistakes (missed plus wrongly predicted; ties: larger support, then
+    lower id), most involved first."""
+    num_labels = len(result.confusion)
+    if num_labels <= MAX_PLOTTED_CLASSES:
+        return np.arange(num_labels)
+    correct = np.diag(result.confusion)
+    involvement = result.confusion.sum(axis=1) + result.confusion.sum(axis=0) - 2 * correct
+    order = np.lexsort((np.arange(num_labels), -result.per_class["support"], -involvement))
+    return order[:NUM_CONFUSED_CLASSES]
 
 
 # --- files -----------------------------------------------------------------------------------------------------
@@ -261,20 +294,36 @@ def _csv_float(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6f}"
 
 
+def _write_confusion_csv(path: Path, result: _SplitResult, label_names: list[str]) -> None:
+    """Write the whole confusion matrix in counts: a row per true class (named in the first column), a column
+    per predicted class (named in the header), in class id order."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true_class", *label_names])
+        for name, row in zip(label_names, result.confusion):
+            writer.writerow([name, *(int(count) for count in row)])
+
+
 def _plot_confusion_matrix(path: Path, result: _SplitResult, label_names: list[str], split: str) -> None:
-    """Save the confusion matrix normalized by true class (rows sum to 1; rows of absent classes stay 0)."""
-    num_labels = len(label_names)
+    """Save the confusion matrix normalized by true class (rows sum to 1; rows of absent classes stay 0).
+
+    Above `MAX_PLOTTED_CLASSES` classes only those of `_classes_to_plot` are drawn; each row stays a fraction of
+    all samples of its true class, so it sums to less than 1 where that class went to classes not drawn.
+    """
+    shown = _classes_to_plot(result)
+    num_labels = len(shown)
     row_sums = result.confusion.sum(axis=1, keepdims=True)
     normalized = np.divide(result.confusion, row_sums, out=np.zeros(result.confusion.shape), where=row_sums > 0)
+    normalized = normalized[np.ix_(shown, shown)]
 
     # Figure (not pyplot) renders with Agg: no display, no GUI backend, no global state to disturb.
-    side = min(7 + 0.25 * max(num_labels - 10, 0), 40)
+    side = 7 + 0.25 * max(num_labels - 10, 0)
     figure = Figure(figsize=(side, side), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(normalized, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of the true class")
     fontsize = _tick_fontsize(num_labels)
-    names = [_shorten(name) for name in label_names]
+    names = [_shorten(label_names[class_id]) for class_id in shown]
     ticks = np.arange(num_labels)
     if num_labels <= 10:
         axes.set_xticks(ticks, names, fontsize=fontsize, rotation=45, ha="right", rotation_mode="anchor")
@@ -284,7 +333,14 @@ def _plot_confusion_matrix(path: Path, result: _SplitResult, label_names: list[s
     axes.set_xlabel("Predicted class")
     axes.set_ylabel("True class")
     accuracy = result.metrics["accuracy"]
-    axes.set_title(f"Confusion matrix, {split} split: accuracy {accuracy:.2%}\n(rows normalized by true class)")
+    if num_labels < len(label_names):
+        detail = (
+            f"the {num_labels} of {len(label_names)} classes most involved in mistakes; "
+            "rows: fraction of the true class"
+        )
+    else:
+        detail = "rows normalized by true class"
+    axes.set_title(f"Confusion matrix, {split} split: accuracy {accuracy:.2%}\n({detail})")
     if num_labels <= MAX_ANNOTATED_CLASSES:
         _annotate_cells(axes, normalized, fontsize)
     figure.savefig(path, dpi=100)
@@ -303,9 +359,7 @@ def _tick_fontsize(num_labels: int) -> float:
         return 10
     if num_labels <= 30:
         return 8
-    if num_labels <= 100:
-        return 6
-    return 3
+    return 6
 
 
 def _shorten(name: str, limit: int = 24) -> str:
@@ -361,34 +415,35 @@ def _render_markdown(
     output_dir: Path,
 ) -> str:
     focus = "test" if "test" in results else list(results)[-1]
+    run_name = summary.get("run_name") or output_dir.absolute().name  # absolute: "." has no name
     sections = [
-        _title_section(results[focus], focus, summary),
+        _title_section(results[focus], focus, run_name),
         _summary_section(summary, len(label_names)),
         _metrics_section(results, label_names, train_counts),
         _worst_classes_section(results[focus], focus, label_names),
-        _figures_section(results, has_curves),
+        _figures_section(results, len(label_names), has_curves),
     ]
     if earlier_runs:
-        sections.append(_comparison_section(results, earlier_runs, summary, output_dir))
+        sections.append(_comparison_section(results, earlier_runs, summary, run_name))
     sections.append(md.config_section(config_yaml))
     return "\n\n".join(sections) + "\n"
 
 
-def _title_section(result: _SplitResult, split: str, summary: dict) -> str:
+def _title_section(result: _SplitResult, split: str, run_name: str) -> str:
     metrics = result.metrics
     headline = (
-        f"**{split.capitalize()} accuracy {md.pct(metrics['accuracy'])}**, macro F1 {metrics['f1']:.4f}, on "
-        f"{metrics['num_samples']:,} samples. Always predicting the most frequent training class would score "
-        f"{md.pct(metrics['majority_baseline_accuracy'])}."
+        f"**{split.capitalize()} accuracy {md.pct(metrics['accuracy'])}**, macro F1 {metrics['f1']:.4f} (over the "
+        f"classes present in the split), on {metrics['num_samples']:,} samples. Always predicting the most frequent "
+        f"training class would score {md.pct(metrics['majority_baseline_accuracy'])}."
     )
-    return f"# Evaluation report: {md.cell(summary.get('model', 'model'))}\n\n{headline}"
+    return f"# Evaluation report: {md.cell(run_name)}\n\n{headline}"
 
 
 def _summary_section(summary: dict, num_labels: int) -> str:
     sizes = summary.get("num_samples") or {}
     samples = " · ".join(f"{name} {count:,}" for name, count in sizes.items() if count is not None)
     rows = [
-        ("Model", md.code(summary.get("model"))),
+        ("Base model", md.code(summary.get("model"))),
         ("Dataset", md.code(summary.get("dataset"))),
         ("Task", md.cell(summary.get("task", "—"))),
         ("Classes", str(num_labels)),
@@ -406,23 +461,29 @@ def _summary_section(summary: dict, num_labels: int) -> str:
 
 
 def _metrics_section(results: dict[str, _SplitResult], label_names: list[str], train_counts: np.ndarray) -> str:
+    # classification_metrics reports top-k accuracy only above TOP_K classes (below, it is always 1).
     top_k = f"top{TOP_K}_accuracy"
     with_top_k = len(label_names) > TOP_K
-    header = "| Split | Samples | Accuracy | Majority-class baseline | Macro F1 |"
-    header += f" Top-{TOP_K} accuracy |" * with_top_k
-    align = "|---|---:|---:|---:|---:|" + "---:|" * with_top_k
+    header = f"| Split | Samples | Accuracy | Majority-class baseline | {md.metric_name('f1')} |"
+    align = "|---|---:|---:|---:|---:|"
+    if with_top_k:
+        header += f" {md.metric_name(top_k)} |"
+        align += "---:|"
     rows = []
     for name, result in results.items():
         m = result.metrics
         cells = [f"{m['num_samples']:,}", md.pct(m["accuracy"]), md.pct(m["majority_baseline_accuracy"]), f"{m['f1']:.4f}"]
-        cells += [md.pct(m[top_k])] * with_top_k
+        if with_top_k:
+            cells.append(md.pct(m[top_k]))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     majority = int(np.argmax(train_counts))
     notes = (
         f"The majority-class baseline always predicts {md.cell(label_names[majority])}, the most frequent class of the "
         f"training split ({int(train_counts[majority]):,} of {int(train_counts.sum()):,} samples): a model that "
         "does not clearly beat it has learned little. Macro F1 is the unweighted mean of the per-class F1 over "
-        "the classes present in the split, so rare classes count as much as common ones."
+        "the classes present in the split (not over all classes), so rare classes count as much as common ones, "
+        "a class absent from the split is left out rather than counted as 0, and 1.0 means no mistakes. Compare it "
+        "across runs on the same split only."
     )
     return "## Metrics\n\n" + "\n".join([header, align, *rows]) + "\n\n" + notes
 
@@ -431,24 +492,50 @@ def _worst_classes_section(result: _SplitResult, split: str, label_names: list[s
     worst = _worst_classes(result, NUM_WORST_CLASSES)
     rows = []
     for class_id in worst:
-        confused = _most_confused_with(result, class_id)
         support = int(result.per_class["support"][class_id])
-        often = f"{md.cell(label_names[confused[0]])} ({confused[1]:,} of {support:,})" if confused else "— (no mistakes)"
         values = " | ".join(_fmt(result.per_class[column][class_id]) for column in ("f1", "precision", "recall"))
+        often = _mistakes_cell(result, class_id, label_names)
         rows.append(f"| {md.cell(label_names[class_id])} | {values} | {support:,} | {often} |")
     return (
         f"## Hardest classes ({split})\n\n"
         f"The {len(worst)} classes with the lowest F1 on the {split} split, and the class each is most often "
-        f"predicted as instead. Every class is in [`{split}_per_class.csv`]({split}_per_class.csv).\n\n"
-        "| Class | F1 | Precision | Recall | Support | Often predicted as |\n"
+        "predicted as instead; for a class never missed, how many samples of other classes were predicted as it, "
+        f"and from which class most. Every class is in [`{split}_per_class.csv`]({split}_per_class.csv).\n\n"
+        "| Class | F1 | Precision | Recall | Support | Most confused with |\n"
         "|---|---:|---:|---:|---:|---|\n" + "\n".join(rows)
     )
 
 
-def _figures_section(results: dict[str, _SplitResult], has_curves: bool) -> str:
-    parts = ["## Confusion matrices", "Rows are the true classes, normalized so each row sums to 1."]
+def _mistakes_cell(result: _SplitResult, class_id: int, label_names: list[str]) -> str:
+    """What a hard class goes wrong with: the class it is most often predicted as, or, when it is never missed,
+    where its false positives come from (a precision below 1 has a cause too)."""
+    confused = _most_confused_with(result, class_id)
+    if confused:
+        support = int(result.per_class["support"][class_id])
+        return f"{md.cell(label_names[confused[0]])} ({confused[1]:,} of {support:,})"
+    false_positives = _false_positive_source(result, class_id)
+    if false_positives:
+        total, source, count = false_positives
+        plural = "s" if total != 1 else ""
+        return f"none missed; {total:,} false positive{plural}, most from {md.cell(label_names[source])} ({count:,})"
+    return "— (no mistakes)"
+
+
+def _figures_section(results: dict[str, _SplitResult], num_labels: int, has_curves: bool) -> str:
+    intro = "Rows are the true classes, normalized so each row sums to 1."
+    if num_labels > MAX_PLOTTED_CLASSES:
+        intro = (
+            f"With {num_labels} classes a full matrix is unreadable, so each picture shows the "
+            f"{NUM_CONFUSED_CLASSES} classes most involved in mistakes (samples missed plus samples of other classes "
+            "predicted as them), most involved first. Rows are the true classes, each cell a fraction of all the "
+            "true class's samples, so a row sums to less than 1 where samples went to classes not shown."
+        )
+    parts = ["## Confusion matrices", f"{intro} The full matrix, in counts, is in `<split>_confusion_matrix.csv`."]
     for name in results:
-        parts.append(f"### {name}\n\n![Confusion matrix, {name} split]({name}_confusion_matrix.png)")
+        parts.append(
+            f"### {name}\n\n![Confusion matrix, {name} split]({name}_confusion_matrix.png)\n\n"
+            f"All {num_labels} classes, in counts: [`{name}_confusion_matrix.csv`]({name}_confusion_matrix.csv)."
+        )
     parts.append("## Training curves")
     if has_curves:
         parts.append(f"![Training loss, eval loss and eval metrics against the step]({CURVES_FILE})")
@@ -458,17 +545,18 @@ def _figures_section(results: dict[str, _SplitResult], has_curves: bool) -> str:
 
 
 def _comparison_section(
-    results: dict[str, _SplitResult], earlier_runs: list[_EarlierRun], summary: dict, output_dir: Path
+    results: dict[str, _SplitResult], earlier_runs: list[_EarlierRun], summary: dict, run_name: str
 ) -> str:
     splits = list(results)
     header = "| Run | Model | " + " | ".join(f"{s} accuracy | {s} macro F1" for s in splits) + " |"
     align = "|---|---|" + "---:|---:|" * len(splits)
     this_run = {name: result.metrics for name, result in results.items()}
-    rows = [_comparison_row(f"**this run** ({md.code(output_dir.name)})", summary.get("model"), this_run, splits)]
+    rows = [_comparison_row(f"**this run** ({md.code(run_name)})", summary.get("model"), this_run, splits)]
     rows += [_comparison_row(md.code(str(run.path)), run.model, run.results, splits) for run in earlier_runs]
     return (
         "## Compared with earlier runs\n\n"
-        "The same splits side by side; \"—\" where a run has no such result.\n\n" + "\n".join([header, align, *rows])
+        "The same splits side by side; \"—\" where a run has no such result. Macro F1 is over the classes present "
+        "in each split.\n\n" + "\n".join([header, align, *rows])
     )
 
 
@@ -481,17 +569,7 @@ def _comparison_row(label: str, model: str | None, results: dict[str, dict], spl
     return f"| {label} | {md.code(model)} | " + " | ".join(cells) + " |"
 
 
-
-
 # --- formatting ------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 
 def _fmt(value: float) -> str:

@@ -1,21 +1,43 @@
-"""A run's output directory: start fresh, resume the same run, or refuse to touch another run's results."""
+"""A run's lifecycle around `Trainer.train`: the checks before any work, the output dir, and a training that is
+never done twice.
+
+    run = runs.start(training_args, run_args)          # bad values, trackers, push target, output dir, seed
+    ...                                                 # data, model, trainer
+    train_metrics = runs.train(trainer, run, run_args)  # trains, resumes, or reloads a finished training
+
+`output_dir` is one run's: empty or new starts fresh; the same arguments again resume from the last complete
+checkpoint, or, when training already finished, reload the trained model so that a report, card or push that failed
+is redone without training again; other arguments are refused, unless the earlier attempt saved nothing.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import transformers
 import yaml
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+from . import hub
+from .checkpoints import TRAINER_STATE_FILE, CheckpointError, is_complete_checkpoint, last_complete_checkpoint
 from .errors import InputError
 
 logger = logging.getLogger("hf_ft")
 
 ARGS_FILE = "args.yaml"
+# Written by `train` after the model and trainer state: its presence means the training finished and was saved.
+TRAIN_RESULTS_FILE = "train_results.json"
+# What an attempt leaves once it has trained something worth keeping.
+_TRAINED_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", TRAIN_RESULTS_FILE)
 # Arguments that do not change what a run computes: a rerun that differs only in these is the same run.
 _NOT_RESULT_AFFECTING = {
     "output_dir",
@@ -42,10 +64,22 @@ _NOT_RESULT_AFFECTING = {
     "torch_compile_backend",
     "torch_compile_mode",
 }
+# pip names of the trackers whose import name differs (the rest install under their `report_to` name).
+_TRACKER_PACKAGES = {"tensorboard": 'tensorboard` (or `pip install -e ".[tensorboard]"`', "azure_ml": "azureml-core"}
 
 
 class OutputDirError(InputError):
-    """`output_dir` holds something this run must not overwrite."""
+    """`output_dir` holds something this run must not overwrite, or cannot be written."""
+
+
+@dataclass
+class Run:
+    """What `start` decided about this run's output dir and push."""
+
+    output_dir: Path
+    resume_from: str | None  # the checkpoint training resumes from, if any
+    trained: bool  # training finished in an earlier attempt: reload its model instead of training again
+    repo_id: str | None  # the Hub repo pushed to at the end (checked), or None
 
 
 def setup_logging(is_main_process: bool) -> None:
@@ -57,44 +91,204 @@ def setup_logging(is_main_process: bool) -> None:
     datasets.utils.logging.set_verbosity_warning()
 
 
-def prepare_output_dir(output_dir: str, run_args: dict[str, Any], *, resume_from_checkpoint: str | None, is_main_process: bool) -> str | None:
-    """Decide how this run uses `output_dir`, and record its arguments in `args.yaml`.
+def start(training_args: TrainingArguments, run_args: dict[str, Any]) -> Run:
+    """The checks that need no data, in the order of their cost, then the output dir and the seed.
+
+    Call it before loading any data or model. `run_args` are the run's arguments as `to_plain_dict` gives them,
+    compared with an earlier run's `args.yaml`. `training_args.push_to_hub` is switched off for the Trainer: hf_ft
+    pushes once, at the end, with the report and card (`Run.repo_id`).
+
+    Raises:
+        InputError: a training value that cannot work, a tracker that is not installed, a push that cannot succeed
+            (`hub.HubPushError`), or an output dir that is a file, cannot be written or holds another run.
+    """
+    check_training_values(training_args)
+    check_trackers(training_args.report_to)
+    repo_id = None
+    if training_args.push_to_hub:
+        hub.check_hub_strategy(training_args.hub_strategy)
+        repo_id = hub.preflight_push(
+            training_args.hub_model_id, training_args.output_dir, training_args.hub_token, training_args.hub_private_repo
+        )
+        training_args.push_to_hub = False
+    check_writable(training_args.output_dir)
+    with training_args.main_process_first(desc="output_dir check"):
+        resume_from, trained = prepare_output_dir(
+            training_args.output_dir, run_args, resume_from_checkpoint=training_args.resume_from_checkpoint
+        )
+    set_seed(training_args.seed)
+    return Run(Path(training_args.output_dir), resume_from, trained, repo_id)
+
+
+def recorded_args(run_args: dict[str, Any], run: Run) -> dict[str, Any]:
+    """`run_args` as the run really goes: pushed to `run.repo_id` at the end (the Trainer itself never pushes)."""
+    if run.repo_id is None:
+        return run_args
+    return {**run_args, "push_to_hub": True, "hub_model_id": run.repo_id}
+
+
+def check_training_values(training_args: TrainingArguments) -> None:
+    """Refuse TrainingArguments values that TrainingArguments accepts but that fail or mislead later.
+
+    Raises:
+        InputError: naming the flag and the value.
+    """
+    positive = {
+        "learning_rate": training_args.learning_rate,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "per_device_eval_batch_size": training_args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise InputError(f"--{name} must be > 0, got {value}.")
+    if training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
+        raise InputError(f"--num_train_epochs must be > 0 (or set --max_steps), got {training_args.num_train_epochs}.")
+    for name in ("weight_decay", "warmup_steps"):
+        if getattr(training_args, name) < 0:
+            raise InputError(f"--{name} must be >= 0, got {getattr(training_args, name)}.")
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Fail now, not after the model has loaded, when a `report_to` tracker is not installed.
+
+    Raises:
+        InputError: naming the tracker and the install command.
+    """
+    available = set(get_available_reporting_integrations())
+    for name in report_to:
+        if name not in available:
+            package = _TRACKER_PACKAGES.get(name, name)
+            raise InputError(
+                f"report_to: {name} is not installed. Run `pip install {package}`, or drop {name} from --report_to."
+            )
+
+
+def check_writable(output_dir: str) -> None:
+    """`output_dir` is a directory, or can become one, that this process can write into.
+
+    A probe file is created and removed in its nearest existing ancestor, so permissions, read-only mounts and
+    immutable folders all count; nothing else is created.
+
+    Raises:
+        OutputDirError: it is a file, lies under a file, or cannot be written.
+    """
+    path = Path(output_dir).absolute()
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise OutputDirError(f"--output_dir {output_dir} {where}: point it at a directory.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputDirError(
+            f"--output_dir {output_dir} cannot be written ({existing}: {err.strerror}): choose a directory you can "
+            "write to."
+        ) from None
+
+
+def prepare_output_dir(
+    output_dir: str, run_args: dict[str, Any], *, resume_from_checkpoint: str | None = None
+) -> tuple[str | None, bool]:
+    """Decide how this run uses `output_dir`; nothing is written.
 
     - empty or new: a fresh run;
-    - holds a run with the same arguments (the same command again, e.g. after a crash): resume from its
-      last checkpoint;
+    - holds a run with the same arguments (the same command again, e.g. after a crash): resume from its last
+      complete checkpoint, or reload the trained model if training finished;
+    - holds an attempt with other arguments that saved nothing (no checkpoint, no model), e.g. one stopped by bad
+      input: a fresh run;
     - holds anything else: refuse, so no earlier result is overwritten.
 
     Returns:
-        The checkpoint to resume from, or None.
+        (the checkpoint to resume from or None, whether training already finished).
 
     Raises:
         OutputDirError: `output_dir` holds files of another run, or files hf_ft did not write.
+        CheckpointError: `resume_from_checkpoint` names an incomplete checkpoint.
     """
     path = Path(output_dir)
-    resume = resume_from_checkpoint
-    if path.is_dir() and any(path.iterdir()):
-        earlier = _read_args(path)
-        if earlier is None:
-            raise OutputDirError(
-                f"output_dir {path} is not empty and holds no {ARGS_FILE} from an hf_ft run. Choose a new "
-                "--output_dir; nothing was changed."
-            )
-        differences = _differences(earlier, run_args)
-        if differences:
-            shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differences[:5])
-            raise OutputDirError(
-                f"output_dir {path} holds another run ({shown}). Choose a new --output_dir, or delete that one; "
-                "nothing was changed."
-            )
-        resume = resume or get_last_checkpoint(str(path))
-        if resume:
-            logger.info("Resuming the run in %s from %s", path, resume)
-    if is_main_process:
-        path.mkdir(parents=True, exist_ok=True)
-        with open(path / ARGS_FILE, "w", encoding="utf-8") as f:
-            yaml.safe_dump(run_args, f, sort_keys=True)
-    return resume
+    if not (path.is_dir() and any(path.iterdir())):
+        return _explicit_checkpoint(resume_from_checkpoint, path), False
+    earlier = _read_args(path)
+    if earlier is None:
+        raise OutputDirError(
+            f"output_dir {path} is not empty and holds no {ARGS_FILE} from an hf_ft run. Choose a new "
+            "--output_dir; nothing was changed."
+        )
+    differences = _differences(earlier, run_args)
+    if differences and _holds_training(path):
+        shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differences[:5])
+        raise OutputDirError(
+            f"output_dir {path} holds another run ({shown}). Choose a new --output_dir, or delete that one; "
+            "nothing was changed."
+        )
+    if differences:
+        logger.info("output_dir %s holds an attempt with other arguments that saved nothing: starting afresh", path)
+        return _explicit_checkpoint(resume_from_checkpoint, path), False
+    if (path / TRAIN_RESULTS_FILE).is_file():
+        logger.info("Training already finished in %s: its model is reloaded, not trained again", path)
+        return None, True
+    resume = _explicit_checkpoint(resume_from_checkpoint, path) or last_complete_checkpoint(path)
+    if resume:
+        logger.info("Resuming the run in %s from %s", path, resume)
+    return resume, False
+
+
+def train(trainer: Trainer, run: Run, run_args: dict[str, Any]) -> dict[str, float]:
+    """Train (resuming `run.resume_from`), save the model and state, and return the training metrics.
+
+    When an earlier attempt finished training (`run.trained`), nothing is trained: the saved model and trainer state
+    are loaded back and the recorded training metrics returned, so a report, card or push that failed after
+    training costs only itself. `run_args` (resolved) go to `args.yaml` before training starts.
+    """
+    output_dir = run.output_dir
+    if run.trained:
+        trainer._load_from_checkpoint(str(output_dir))  # the final save loads like a checkpoint (StrictResumeTrainer)
+        trainer.state = TrainerState.load_from_json(str(output_dir / TRAINER_STATE_FILE))
+        return json.loads((output_dir / TRAIN_RESULTS_FILE).read_text(encoding="utf-8"))
+    if trainer.args.should_save:
+        write_args(output_dir, run_args)
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    trainer.save_model()
+    base_model = getattr(trainer.model, "get_base_model", None)
+    if base_model is not None and trainer.args.should_save:
+        # A PEFT adapter folder holds no config.json; its base's carries the labels and, for timm, the preprocessing
+        # the adapter was trained with (TimmWrapper keeps it there), so the folder reloads on its own.
+        base_model().config.save_pretrained(output_dir)
+    trainer.save_state()
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)  # last: it marks the training as finished
+    return result.metrics
+
+
+def write_args(output_dir: str | Path, run_args: dict[str, Any]) -> None:
+    """Write `args.yaml` whole or not at all (another process may read it while it is written)."""
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    temporary = path / f".{ARGS_FILE}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        yaml.safe_dump(run_args, f, sort_keys=True)
+    os.replace(temporary, path / ARGS_FILE)
+
+
+def _explicit_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> str | None:
+    """`--resume_from_checkpoint`: `true` means the last complete checkpoint; a path must be a complete one."""
+    if not resume_from_checkpoint:
+        return None
+    if str(resume_from_checkpoint).lower() == "true":
+        return last_complete_checkpoint(output_dir)
+    if not is_complete_checkpoint(resume_from_checkpoint):
+        raise CheckpointError(
+            f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (no readable "
+            f"{TRAINER_STATE_FILE} or no weights). Pass another checkpoint-N folder, or `true` for the last complete one."
+        )
+    return str(resume_from_checkpoint)
+
+
+def _holds_training(path: Path) -> bool:
+    # At any depth: the compression recipe trains its variants in sub-folders.
+    return any(next(path.rglob(pattern), None) for pattern in (*_TRAINED_FILES, "checkpoint-*"))
 
 
 def _read_args(path: Path) -> dict[str, Any] | None:

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BaseImageProcessor, PreTrainedModel, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import BaseImageProcessor, PreTrainedModel, TrainingArguments
 
-from hf_ft import metrics, onnx_export, pruning, quantization
+from hf_ft import metrics, onnx_export, pruning, quantization, runs
 from hf_ft.args import (
     CompressionArguments,
     DistillationArguments,
@@ -40,6 +39,7 @@ from hf_ft.args import (
     non_default,
     to_plain_dict,
 )
+from hf_ft.checkpoints import last_complete_checkpoint
 from hf_ft.cli import run_recipe
 from hf_ft.compression_report import VariantResult, write_compression_report
 from hf_ft.data import ImageClassificationData, attach_transforms, load_image_classification_data
@@ -47,7 +47,7 @@ from hf_ft.distillation import Teacher, load_teacher, teacher_label_order
 from hf_ft.errors import InputError
 from hf_ft.inference import Predictor, cpu_name, measure_latency, pixel_array, predict_batches, weights_size_bytes
 from hf_ft.models import check_model_source, count_parameters, load_finetuned_classifier, load_image_classifier
-from hf_ft.runs import prepare_output_dir, setup_logging
+from hf_ft.runs import setup_logging
 from hf_ft.training import classification_trainer
 
 logger = logging.getLogger("hf_ft")
@@ -109,11 +109,9 @@ def main(
     if compression_args.export_onnx:
         onnx_export.check_opset(compression_args.onnx_opset)
     run_args = to_plain_dict(model_args, data_args, compression_args, distillation_args, training_args)
-    with training_args.main_process_first(desc="output_dir check"):
-        prepare_output_dir(
-            str(output_dir), run_args, resume_from_checkpoint=None, is_main_process=training_args.should_save
-        )
-    set_seed(training_args.seed)
+    runs.start(training_args, run_args)
+    if training_args.should_save:
+        runs.write_args(output_dir, run_args)
 
     # ---- Data: the dataset the model was fine-tuned on; variants are compared on its test split ----
     with training_args.main_process_first(desc="loading data"):
@@ -357,8 +355,7 @@ def _train(
     args = dataclasses.replace(training_args, push_to_hub=False, remove_unused_columns=False)  # transforms need `image`
     splits = attach_transforms(data.splits, processor, data_args)
     trainer = classification_trainer(model, processor, splits, args, num_labels=len(data.label_names), teacher=teacher)
-    resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
     return trainer.model.eval()
 
 

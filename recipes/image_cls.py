@@ -21,7 +21,7 @@ import logging
 import numpy as np
 from transformers import TrainingArguments, set_seed
 
-from hf_ft import hub, peft, report, speed
+from hf_ft import hub, peft, report, runs, speed
 from hf_ft.args import (
     DistillationArguments,
     ImageDataArguments,
@@ -36,10 +36,11 @@ from hf_ft.cli import run_recipe
 from hf_ft.data import attach_transforms, load_image_classification_data
 from hf_ft.data.cache import cache_decoded_images, cached_size_for
 from hf_ft.data.labels import label_counts
+from hf_ft.data.transforms import data_config
 from hf_ft.distillation import load_teacher
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
 from hf_ft.models import check_model_source, count_parameters, is_timm, load_image_classifier
-from hf_ft.runs import prepare_output_dir, setup_logging
+from hf_ft.runs import setup_logging
 from hf_ft.training import classification_trainer, global_batch_size
 
 logger = logging.getLogger("hf_ft")
@@ -67,30 +68,22 @@ def main(
         ),
     )
 
-    # ---- Checks that must pass before any long work ----
-    repo_id = None
-    if training_args.push_to_hub:
-        repo_id = hub.preflight_push(
-            training_args.hub_model_id,
-            training_args.output_dir,
-            training_args.hub_token,
-            training_args.hub_private_repo,
-        )
-        training_args.push_to_hub = False  # pushed once at the end, with the report and card
-    report.check_compare_with(report_args.compare_with)
+    # ---- Checks that need no data, cheapest first; then the output dir ----
     check_peft_and_freezing(model_args, peft_args)
     quantization = peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
+    report.check_compare_with(report_args.compare_with)
+    check_model_source(model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
     if distillation_args.teacher_model_name_or_path:
-        check_model_source(distillation_args.teacher_model_name_or_path)
-    run_args = to_plain_dict(model_args, data_args, peft_args, distillation_args, report_args, training_args)
-    with training_args.main_process_first(desc="output_dir check"):  # others read args.yaml once it is whole
-        resume_from = prepare_output_dir(
-            training_args.output_dir,
-            run_args,
-            resume_from_checkpoint=training_args.resume_from_checkpoint,
-            is_main_process=training_args.should_save,
+        check_model_source(
+            distillation_args.teacher_model_name_or_path,
+            revision=distillation_args.teacher_model_revision,
+            cache_dir=model_args.cache_dir,
         )
-    set_seed(training_args.seed)
+    training_args.remove_unused_columns = False  # the transforms need the raw `image` column
+    if peft_args.peft_method:
+        training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
+    arguments = (model_args, data_args, peft_args, distillation_args, report_args)
+    run = runs.start(training_args, to_plain_dict(*arguments, training_args))
 
     # ---- Data ----
     with training_args.main_process_first(desc="loading data"):  # one process fills the datasets cache
@@ -108,7 +101,6 @@ def main(
         logger.info("Convnet: weights stored channels-last (NHWC), the faster layout for convolutions")
     if peft_args.peft_method:
         model = peft.apply_peft(model, peft_args)  # adapters + the new head and BatchNorm layers train
-        training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
     else:
         set_trainable(model, model_args.trainable_blocks)
     trainable, total = count_parameters(model)
@@ -134,7 +126,6 @@ def main(
         )
 
     # ---- Trainer ----
-    training_args.remove_unused_columns = False  # the transforms need the raw `image` column
     training_args = speed.resolve_training_args(
         training_args, num_train_samples=speed.planned_train_samples(training_args, len(data.splits["train"]))
     )
@@ -155,12 +146,9 @@ def main(
     global_batch = global_batch_size(training_args)
     logger.info("Effective global batch size: %d (%d processes)", global_batch, training_args.world_size)
 
-    # ---- Train ----
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()  # with PEFT: the adapter folder only (adapter, head, BatchNorm, adapter_config.json)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
+    # ---- Train (or reload a training that finished before a failed report or push) ----
+    run_args = runs.recorded_args(to_plain_dict(*arguments, training_args), run)  # as resolved: what runs
+    train_metrics = runs.train(trainer, run, run_args)  # with PEFT, output_dir holds the adapter folder only
 
     # ---- Evaluate on validation and test ----
     # `predict`, never `evaluate(split)`: with persistent workers, Trainer.get_eval_dataloader caches its loader
@@ -186,6 +174,7 @@ def main(
             train_label_counts=label_counts(data.splits["train"], len(data.label_names)).tolist(),
             log_history=trainer.state.log_history,
             summary={
+                "run_name": training_args.run_name,
                 "model": model_args.model_name_or_path,
                 "dataset": data_args.dataset_name or data_args.train_dir or data_args.train_file,
                 "task": "image-classification",
@@ -193,7 +182,7 @@ def main(
                 "num_samples": {name: len(split) for name, split in data.splits.items()},
                 "trainable_parameters": trainable,
                 "total_parameters": total,
-                "train_runtime_s": train_result.metrics.get("train_runtime"),
+                "train_runtime_s": train_metrics.get("train_runtime"),
                 "adapter": adapter,
                 "teacher": distillation_args.teacher_model_name_or_path,
             },
@@ -206,6 +195,7 @@ def main(
             task="image-classification",
             label_names=data.label_names,
             results=results,
+            facts={"image_size": "{1}x{2}".format(*data_config(processor)["input_size"])},  # height x width
             training_args={
                 "learning_rate": training_args.learning_rate,
                 "num_train_epochs": training_args.num_train_epochs,
@@ -215,16 +205,16 @@ def main(
                 "mixed_precision": training_args.mixed_precision,
             },
             library_name="peft" if adapter else "timm" if is_timm(model) else "transformers",
-            repo_id=repo_id,
+            repo_id=run.repo_id,
         )
         if peft_args.merge_adapter:
             merged_dir = f"{training_args.output_dir}/merged"
             peft.save_merged(trainer.model, merged_dir)
             processor.save_pretrained(merged_dir)
             logger.info("Merged model (loads with pipeline(), no PEFT) in %s", merged_dir)
-        if repo_id:
+        if run.repo_id:
             url = hub.push_to_hub(
-                training_args.output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
+                training_args.output_dir, run.repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
             )
             logger.info("Pushed to %s", url)
         logger.info("Model, report and card in %s (open report.md first)", training_args.output_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard, constants
+from transformers.trainer_utils import HubStrategy
 
 from hf_ft import hub
 
@@ -191,6 +192,22 @@ def test_preflight_names_an_explicit_hub_token_as_the_one_to_fix(fake_hub):
     assert fake_hub.calls("whoami")[0]["auth"] == "Bearer hf_OtherSecret987"
 
 
+@pytest.mark.parametrize("strategy", ["end", HubStrategy.END])
+def test_hub_strategy_end_is_accepted(strategy):
+    hub.check_hub_strategy(strategy)
+
+
+@pytest.mark.parametrize(
+    "strategy", ["every_save", "checkpoint", "all_checkpoints", HubStrategy.EVERY_SAVE, HubStrategy.ALL_CHECKPOINTS]
+)
+def test_hub_strategy_other_than_end_is_refused_with_the_fix(strategy):
+    value = getattr(strategy, "value", strategy)
+    with pytest.raises(hub.HubPushError, match=f"--hub_strategy {value} is not supported") as caught:
+        hub.check_hub_strategy(strategy)
+    message = str(caught.value)
+    assert "hf_ft pushes once, at the end" in message and "--hub_strategy end" in message and "\n" not in message
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # push_to_hub
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,6 +252,33 @@ def test_push_creates_the_repo_then_commits_exactly_the_model_card_and_report(fa
 # write_model_card
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.fixture
+def offline_empty_cache(monkeypatch, tmp_path):
+    """Offline mode and an empty Hub cache: nothing is known about any Hub model (a card must still be written)."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    return tmp_path / "hub-cache"
+
+
+def cache_model_card(cache: Path, repo_id: str, metadata: str) -> Path:
+    """Put a model's README.md into a Hub cache laid out as huggingface_hub writes it; return the snapshot dir."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("c" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c" * 40)
+    (snapshot / "README.md").write_text(f"---\n{metadata}\n---\n# A model\n")
+    return snapshot
+
+
+def write_card(output_dir: Path, base_model: str, **kwargs) -> ModelCard:
+    defaults = {"dataset_name": None, "task": "image-classification", "label_names": ["a", "b"],
+                "results": {"test": {"accuracy": 1.0}}, "training_args": {}}
+    path = hub.write_model_card(output_dir, base_model=base_model, **{**defaults, **kwargs})
+    assert str(output_dir.parent) not in path.read_text()  # no local path, whatever the base model is
+    return ModelCard.load(path)
+
+
 RESULTS = {
     "validation": {"accuracy": 0.9, "f1": 0.8, "majority_baseline_accuracy": 0.1, "num_samples": 180},
     "test": {"accuracy": 0.85, "f1": 0.75, "top5_accuracy": 1.0, "num_samples": 359},
@@ -243,7 +287,7 @@ TRAINING_ARGS = {"learning_rate": 2e-5, "num_train_epochs": 3, "effective_batch_
                  "mixed_precision": "bf16", "hub_token": TOKEN}
 
 
-def test_model_card_round_trips_with_eval_results_in_the_metadata(tmp_path):
+def test_model_card_round_trips_with_eval_results_in_the_metadata(tmp_path, offline_empty_cache):
     path = hub.write_model_card(
         tmp_path / "vit-beans", base_model="google/vit-base-patch16-224-in21k", dataset_name="AI-Lab-Makerere/beans",
         task="image-classification", label_names=["angular_leaf_spot", "bean_rust", "healthy"], results=RESULTS,
@@ -252,21 +296,32 @@ def test_model_card_round_trips_with_eval_results_in_the_metadata(tmp_path):
     assert path == tmp_path / "vit-beans" / "README.md"
     card = ModelCard.load(path)
     values = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    # Model metrics only: the majority baseline and sample counts describe the data.
+    # Model metrics only: the majority baseline and sample counts describe the data. Types are metric ids (as
+    # model-index asks), with the compute arguments that make them hf_ft's metrics.
     assert values == {("validation", "accuracy"): 0.9, ("validation", "f1"): 0.8, ("test", "accuracy"): 0.85,
-                      ("test", "f1"): 0.75, ("test", "top5_accuracy"): 1.0}
+                      ("test", "f1"): 0.75, ("test", "top_k_accuracy"): 1.0}
+    metrics = {r.metric_type: (r.metric_name, r.metric_args, r.metric_config) for r in card.data.eval_results}
+    assert metrics == {
+        "accuracy": ("Accuracy", None, None),
+        "f1": ("Macro F1 (classes present in the split)", {"average": "macro"}, None),
+        "top_k_accuracy": ("Top-5 accuracy", {"k": 5}, None),
+    }
     assert {r.dataset_name for r in card.data.eval_results} == {"AI-Lab-Makerere/beans"}
     assert card.data.base_model == "google/vit-base-patch16-224-in21k"
     assert card.data.datasets == ["AI-Lab-Makerere/beans"]
     assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
-    assert card.data.tags == ["hf_ft", "image-classification", "vit"] and card.data.license is None
+    assert card.data.tags == ["hf_ft", "image-classification", "vit"]
+    # Offline with nothing cached: the base model's license is unknown, and the card claims none.
+    assert card.data.license is None and "license is unknown here, so this card names none" in card.text
     assert 'pipeline("image-classification", model="alice/vit-beans")' in card.text
+    header = "| split | Accuracy | Macro F1 (classes present in the split) | Majority-class baseline accuracy |"
+    assert header in card.text
     assert "| test | 0.8500 | 0.7500 | — | 359 | 1.0000 |" in card.text  # columns: union of metrics, in order
     assert "| learning_rate | 2e-05 |" in card.text and "`bean_rust`" in card.text
     assert "timm.create_model" not in card.text and TOKEN not in path.read_text()
 
 
-def test_model_card_keeps_local_paths_out(tmp_path):
+def test_model_card_keeps_local_paths_out(tmp_path, offline_empty_cache):
     local_checkpoint = tmp_path / "checkpoints" / "resnet"
     local_checkpoint.mkdir(parents=True)
     path = hub.write_model_card(
@@ -278,13 +333,14 @@ def test_model_card_keeps_local_paths_out(tmp_path):
     assert str(tmp_path) not in text
     card = ModelCard.load(path)
     assert card.data.base_model is None and card.data.datasets is None and card.data.library_name == "timm"
+    assert card.data.license is None
     assert [(r.dataset_type, r.metric_value) for r in card.data.eval_results] == [("local", 1.0)]
     assert "a local checkpoint" in card.text and "on local data" in card.text
     assert 'timm.create_model("local-dir:path/to/out", pretrained=True)' in card.text
     assert card.text.rstrip().endswith("Trained on scans from site A.")
 
 
-def test_model_card_with_a_hub_repo_shows_the_timm_hub_snippet(tmp_path):
+def test_model_card_with_a_hub_repo_shows_the_timm_hub_snippet(tmp_path, offline_empty_cache):
     path = hub.write_model_card(
         tmp_path, base_model="timm/resnet18.a1_in1k", dataset_name=None, task="image-classification",
         label_names=["a", "b"], results={}, training_args={}, library_name="timm", repo_id="acme/resnet-digits",
@@ -292,3 +348,90 @@ def test_model_card_with_a_hub_repo_shows_the_timm_hub_snippet(tmp_path):
     card = ModelCard.load(path)
     assert 'timm.create_model("hf-hub:acme/resnet-digits", pretrained=True)' in card.text
     assert card.data.eval_results is None and card.data.base_model == "timm/resnet18.a1_in1k"
+
+
+def test_model_card_takes_the_license_of_a_hub_base_model_from_the_hub(fake_hub, tmp_path):
+    fake_hub.repo_info = (200, {"id": "google/vit-base", "sha": "a" * 40, "cardData": {"license": "apache-2.0"}})
+
+    card = write_card(tmp_path / "out", "google/vit-base")
+
+    assert card.data.license == "apache-2.0" and card.data.base_model == "google/vit-base"
+    assert "License: `apache-2.0`, as given by the base model's card." in card.text
+    assert fake_hub.calls("/api/models/google/vit-base")
+
+
+def test_model_card_keeps_a_custom_license_name_but_not_a_link_into_the_base_repo(fake_hub, tmp_path):
+    card_data = {"license": "other", "license_name": "vendor-license", "license_link": "LICENSE"}
+    fake_hub.repo_info = (200, {"id": "acme/vit", "sha": "a" * 40, "cardData": card_data})
+
+    card = write_card(tmp_path / "out", "acme/vit")
+
+    assert (card.data.license, card.data.license_name, card.data.license_link) == ("other", "vendor-license", None)
+
+
+@pytest.mark.parametrize("hub_state", ["unreachable", "not_found"])
+def test_model_card_without_an_answer_from_the_hub_uses_the_cache_or_names_no_license(
+    fake_hub, monkeypatch, tmp_path, hub_state
+):
+    if hub_state == "unreachable":
+        monkeypatch.setattr(constants, "ENDPOINT", closed_port_endpoint())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+
+    card = write_card(tmp_path / "first", "google/vit-base")
+    assert card.data.license is None and card.data.base_model == "google/vit-base"
+
+    cache_model_card(tmp_path / "cache", "google/vit-base", "license: mit")
+    assert write_card(tmp_path / "second", "google/vit-base").data.license == "mit"
+
+
+def test_model_card_offline_reads_the_license_from_the_hub_cache_without_a_request(fake_hub, monkeypatch, tmp_path):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    cache_model_card(tmp_path / "cache", "google/vit-base", "license: apache-2.0")
+
+    assert write_card(tmp_path / "out", "google/vit-base").data.license == "apache-2.0"
+    assert fake_hub.requests == []
+
+
+def test_model_card_names_a_hub_cache_snapshot_by_its_repo(tmp_path, offline_empty_cache):
+    snapshot = cache_model_card(tmp_path / "elsewhere", "google/vit-base", "license: apache-2.0")
+
+    card = write_card(tmp_path / "out", str(snapshot))
+
+    assert card.data.base_model == "google/vit-base" and card.data.license == "apache-2.0"
+    assert "This model is [google/vit-base](https://huggingface.co/google/vit-base) fine-tuned" in card.text
+
+
+def test_model_card_names_the_origin_a_local_checkpoint_records(tmp_path, offline_empty_cache):
+    # An earlier hf_ft run's output dir: its card names its base model and license.
+    earlier = tmp_path / "runs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "README.md").write_text("---\nbase_model: google/vit-base\nlicense: apache-2.0\n---\n# earlier\n")
+    # A transformers 4.x checkpoint records where it was loaded from in config.json, sometimes a path.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text(json.dumps({"_name_or_path": "bert-base-uncased"}))
+    from_a_path = tmp_path / "from-a-path"
+    from_a_path.mkdir()
+    (from_a_path / "config.json").write_text(json.dumps({"_name_or_path": "/home/bob/checkpoints/vit"}))
+
+    card = write_card(tmp_path / "out1", str(earlier))
+    assert card.data.base_model == "google/vit-base" and card.data.license == "apache-2.0"
+    assert "a local checkpoint derived from [google/vit-base](https://huggingface.co/google/vit-base)" in card.text
+    card = write_card(tmp_path / "out2", str(legacy))
+    assert card.data.base_model == "bert-base-uncased" and card.data.license is None
+    card = write_card(tmp_path / "out3", str(from_a_path))
+    assert card.data.base_model is None and "/home/bob" not in card.text
+    assert "This model is a local checkpoint fine-tuned" in card.text
+
+
+def test_model_card_lists_facts_without_secrets_or_local_paths(tmp_path, offline_empty_cache):
+    facts = {"image_size": "224x224", "max_tokens": 512, "hub_token": TOKEN, "note": f"key {TOKEN}",
+             "data_dir": str(tmp_path / "data" / "beans")}
+
+    card = write_card(tmp_path / "out", "google/vit-base", facts=facts, training_args={"push_token": "x"})
+
+    details = card.text[card.text.index("## Model details") :].split("\n## ")[0]
+    assert "| image_size | 224x224 |" in details and "| max_tokens | 512 |" in details
+    assert "| data_dir | .../beans |" in details
+    assert TOKEN not in card.text and "hub_token" not in card.text and "push_token" not in card.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -159,26 +160,68 @@ def test_cached_images_train_to_the_same_metrics(tmp_path, digits_dir, tiny_timm
     assert results(output_dir) == results(timm_run)
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
-    """kill -9 after the first checkpoint; the same command again resumes and ends where an unbroken run ends."""
-    output_dir = tmp_path / "out"
-    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir)
+def kill_after(config: Path, checkpoint: Path) -> None:
+    """Start the recipe on `config` and kill -9 its process group once `checkpoint` is complete."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG), str(RECIPE),
                "--config", str(config)]
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    first_checkpoint = output_dir / "checkpoint-19" / "trainer_state.json"  # 600 / 32 = 19 steps an epoch
+    state = checkpoint / "trainer_state.json"
     deadline = time.time() + 300
-    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+    while not state.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert first_checkpoint.exists(), "the run never wrote its first checkpoint"
-    assert not (output_dir / "eval_results.json").exists(), "the run finished before it could be killed"
+    assert state.exists(), "the run never wrote its first checkpoint"
+    assert not (checkpoint.parent / "eval_results.json").exists(), "the run finished before it could be killed"
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    first, second = load_file(a), load_file(b)
+    return first.keys() == second.keys() and all(torch_equal(first[k], second[k]) for k in first)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
+    """kill -9 after the first checkpoint; the same command again resumes and ends where an unbroken run ends."""
+    output_dir = tmp_path / "out"
+    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir)
+    kill_after(config, output_dir / "checkpoint-19")  # 600 / 32 = 19 steps an epoch
 
     result = launch(config)
     assert "Resuming the run" in result.stdout
     assert results(output_dir) == results(timm_run)
+    assert same_weights(output_dir / "model.safetensors", timm_run / "model.safetensors")
+
+
+def test_killed_vit_resumes_every_weight_past_an_incomplete_checkpoint(tmp_path, digits_dir, tiny_vit_dir):
+    """transformers saves ViT checkpoints under legacy key names that its own resume does not map (every encoder
+    weight silently restarted from the base); and a kill while a checkpoint is written leaves one without
+    trainer_state.json. The rerun skips it, keeps it, resumes from the one before, and ends in the same bits."""
+    unbroken = tmp_path / "unbroken"
+    launch(recipe_config(tmp_path, digits_dir, tiny_vit_dir, unbroken))
+    output_dir = tmp_path / "killed"
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir)
+    kill_after(config, output_dir / "checkpoint-19")
+    incomplete = output_dir / "checkpoint-38"
+    if incomplete.is_dir():  # the kill came later: cut this one short instead
+        (incomplete / "trainer_state.json").unlink(missing_ok=True)
+    else:  # what a kill while writing it leaves: weights, no trainer state
+        incomplete.mkdir()
+        shutil.copy(output_dir / "checkpoint-19" / "model.safetensors", incomplete / "model.safetensors")
+
+    result = launch(config)
+    assert f"Skipping {incomplete}: it is incomplete" in result.stdout
+    assert f"Resuming the run in {output_dir} from {output_dir / 'checkpoint-19'}" in result.stdout
+    assert results(output_dir) == results(unbroken)
+    assert same_weights(output_dir / "model.safetensors", unbroken / "model.safetensors")
 
 
 def test_another_runs_output_dir_is_refused(tmp_path, digits_dir, tiny_timm_dir, timm_run):
@@ -266,6 +309,8 @@ def test_push_to_hub_uploads_the_finished_run(tmp_path, digits_dir, tiny_timm_di
     assert events[0] == "whoami" and events[1] == ("create_repo", "alice/digits-resnet")
     _, repo_id, files = events[2]
     assert {"model.safetensors", "config.json", "README.md", "report.md", "eval_results.json"} <= set(files)
+    recorded = yaml.safe_load((output_dir / "args.yaml").read_text())
+    assert recorded["push_to_hub"] is True and recorded["hub_model_id"] == "alice/digits-resnet"
 
 
 def test_push_to_hub_offline_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, monkeypatch):
@@ -293,7 +338,20 @@ def test_tensorboard_logging(tmp_path, digits_dir, tiny_timm_dir):
     assert "eval/accuracy" in accumulator.Tags()["scalars"]
 
 
-def test_lora_run_saves_adapter_and_merged_model(tmp_path, digits_dir, tiny_timm_dir):
+def lora_config(tmp_path: Path, digits_dir: Path, checkpoint: Path, output_dir: Path) -> Path:
+    return recipe_config(tmp_path, digits_dir, checkpoint, output_dir, peft_method="lora", lora_r=4,
+                         merge_adapter=True, learning_rate=1.0e-2, image_size=24)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, digits_dir, tiny_timm_dir):
+    tmp = tmp_path_factory.mktemp("lora_run")
+    output_dir = tmp / "lora"
+    launch(lora_config(tmp, digits_dir, tiny_timm_dir, output_dir))
+    return output_dir
+
+
+def test_lora_run_saves_adapter_and_merged_model(lora_run, digits_dir):
     """LoRA through `accelerate launch`: a small adapter folder, and a merged model whose pipeline() accuracy
     is the report's; the adapter reloaded onto a fresh base gives the merged model's logits."""
     import torch
@@ -302,10 +360,7 @@ def test_lora_run_saves_adapter_and_merged_model(tmp_path, digits_dir, tiny_timm
 
     from hf_ft.peft import load_adapter_model
 
-    output_dir = tmp_path / "lora"
-    config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, peft_method="lora", lora_r=4,
-                           merge_adapter=True, learning_rate=1.0e-2)
-    launch(config)
+    output_dir = lora_run
     assert (output_dir / "adapter_model.safetensors").is_file() and not (output_dir / "model.safetensors").exists()
     assert "Adapter | lora," in (output_dir / "report.md").read_text()
     test = results(output_dir)["test"]
@@ -318,12 +373,36 @@ def test_lora_run_saves_adapter_and_merged_model(tmp_path, digits_dir, tiny_timm
     accuracy = np.mean([p[0]["label"] == f.parent.name for p, f in zip(predictions, files)])
     assert accuracy == pytest.approx(test["accuracy"], abs=1e-9)
 
-    labels = [str(d) for d in range(10)]
-    adapter_model = load_adapter_model(None, output_dir, labels).eval()
+    adapter_model = load_adapter_model(None, output_dir).eval()  # labels from the config saved beside it
     batch = torch.stack([classifier.image_processor.val_transforms(image) for image in images[:8]])
     with torch.no_grad():
         torch.testing.assert_close(adapter_model(pixel_values=batch).logits, classifier.model(pixel_values=batch).logits,
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_adapter_folder_reloads_on_its_own_from_another_directory(lora_run, tiny_timm_dir, tmp_path, monkeypatch):
+    """adapter_config.json names the base by an absolute path, and the folder carries the labels and the
+    resolution it was trained at (24 px; the base checkpoint, saved for 5 classes, says 32)."""
+    from peft import PeftConfig
+    from transformers import AutoImageProcessor
+
+    from hf_ft.peft import load_adapter_model
+
+    assert PeftConfig.from_pretrained(str(lora_run)).base_model_name_or_path == str(tiny_timm_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    model = load_adapter_model(None, lora_run)
+    assert model.config.id2label == {i: str(i) for i in range(10)}
+    processor = AutoImageProcessor.from_pretrained(lora_run)
+    assert processor.data_config["input_size"] == (3, 24, 24)
+
+
+def test_killed_lora_run_resumes_to_the_same_adapter(tmp_path, digits_dir, tiny_timm_dir, lora_run):
+    output_dir = tmp_path / "lora"
+    config = lora_config(tmp_path, digits_dir, tiny_timm_dir, output_dir)
+    kill_after(config, output_dir / "checkpoint-19")
+    assert "Resuming the run" in launch(config).stdout
+    assert results(output_dir) == results(lora_run)
+    assert same_weights(output_dir / "adapter_model.safetensors", lora_run / "adapter_model.safetensors")
 
 
 def test_peft_with_freezing_is_refused(tmp_path, digits_dir, tiny_timm_dir):

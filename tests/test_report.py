@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 from sklearn import metrics as skm
 
+from hf_ft import report as report_module
 from hf_ft.report import write_report
 
 NAMES = ["apple", "banana", "cherry", "date", "elderberry", "fig", "grape"]
@@ -137,17 +138,22 @@ def test_report_md_reads_right(run):
     output_dir, _, returned = run
     report = (output_dir / "report.md").read_text()
 
-    assert report.startswith("# Evaluation report: tiny-vit")
+    # Named after the run (output_dir's name, as no run_name is given); the base model is in the summary.
+    assert report.startswith("# Evaluation report: out\n")
+    assert "| Base model | `tiny-vit` |" in report
     test = returned["test"]
     assert f"**Test accuracy {100 * test['accuracy']:.2f}%**" in report
     test_row = next(line for line in report.splitlines() if line.startswith("| test |"))
     assert f"{100 * test['majority_baseline_accuracy']:.2f}%" in test_row
     assert f"{test['f1']:.4f}" in test_row
+    # Macro F1 averages the classes present in the split only (hf_ft.metrics), and the report says so.
+    assert "| Macro F1 (classes present in the split) |" in report
+    assert f"macro F1 {test['f1']:.4f} (over the classes present in the split)" in report
     assert "always predicts cherry" in report
     assert "| Trainable parameters | 1,234 of 567,890" in report
     # Every linked file exists, and the links are relative.
     links = re.findall(r"\]\(([^)]+)\)", report)
-    assert "test_confusion_matrix.png" in links and "training_curves.png" in links
+    assert {"test_confusion_matrix.png", "test_confusion_matrix.csv", "training_curves.png"} <= set(links)
     assert all((output_dir / link).is_file() for link in links)
     # The resolved config, as YAML, folded away.
     details = report[report.index("<details>") : report.index("</details>")]
@@ -248,3 +254,113 @@ def test_bad_inputs_raise_before_writing_anything(tmp_path, change, message):
             _summary(),
         )
     assert not output_dir.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Class counts, large label sets, hard classes, naming
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _logits_for(predictions: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
+    """Logits whose argmax is `predictions`, with small noise elsewhere."""
+    logits = np.random.default_rng(seed).normal(scale=0.1, size=(len(predictions), num_labels))
+    logits[np.arange(len(predictions)), predictions] += 5
+    return logits.astype(np.float32)
+
+
+def _many_class_split(num_labels: int, per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Every class `per_class` times; one sample of every third class is predicted as the next class."""
+    labels = np.repeat(np.arange(num_labels), per_class)
+    predictions = labels.copy()
+    predictions[::3 * per_class] = (labels[::3 * per_class] + 1) % num_labels
+    return _logits_for(predictions, num_labels), labels
+
+
+def _section(report: str, title: str) -> str:
+    return report[report.index(title) :].split("\n## ")[0]
+
+
+@pytest.mark.parametrize("num_labels", [2, 3, 5, 6, 10, 300])
+def test_report_is_written_for_any_number_of_classes(tmp_path, num_labels):
+    names = [f"class_{i}" for i in range(num_labels)]
+    splits = {"validation": _many_class_split(num_labels), "test": _many_class_split(num_labels, per_class=4)}
+    train_counts = [10] * num_labels
+
+    results = write_report(tmp_path, splits, names, train_counts, LOG_HISTORY, {"model": "tiny-vit"})
+
+    # Top-5 accuracy is only computed (and shown) above 5 classes: with fewer it is always 1.
+    with_top_k = num_labels > 5
+    assert ("top5_accuracy" in results["test"]) is with_top_k
+    assert json.loads((tmp_path / "eval_results.json").read_text()) == results
+    report = (tmp_path / "report.md").read_text()
+    table = [line for line in _section(report, "## Metrics").splitlines() if line.startswith("|")]
+    assert ("Top-5 accuracy" in table[0]) is with_top_k
+    assert len({line.count("|") for line in table}) == 1  # header, alignment and rows have the same columns
+    for split, (logits, labels) in splits.items():
+        assert len(_read_csv(tmp_path / f"{split}_per_class.csv")) == num_labels
+        with open(tmp_path / f"{split}_confusion_matrix.csv", newline="", encoding="utf-8") as f:
+            header, *rows = list(csv.reader(f))
+        assert header == ["true_class", *names] and [row[0] for row in rows] == names
+        counts = np.array([[int(value) for value in row[1:]] for row in rows])
+        expected = skm.confusion_matrix(labels, logits.argmax(-1), labels=range(num_labels))
+        np.testing.assert_array_equal(counts, expected)
+        # Readable at any class count: no 40-inch (4000 px) picture of 300 x 300 unreadable cells.
+        width, height = _check_png(tmp_path / f"{split}_confusion_matrix.png")
+        assert 400 <= width <= 2000 and 400 <= height <= 2000
+    figures = _section(report, "## Confusion matrices")
+    assert ("30 classes most involved in mistakes" in figures) is (num_labels > 50)
+    assert "[`test_confusion_matrix.csv`](test_confusion_matrix.csv)" in figures
+
+
+def test_many_classes_plot_the_classes_most_involved_in_mistakes():
+    num_labels = 300
+    labels = np.repeat(np.arange(num_labels), 3)
+    predictions = labels.copy()
+    # Classes 100-104 are always predicted as 105-109 (3 misses each; 3 false positives each for 105-109) ...
+    for class_id in range(100, 105):
+        predictions[labels == class_id] = class_id + 5
+    # ... and one sample of each class 0-39 as the next class (2 mistakes for 1-39: a miss, a false positive).
+    for class_id in range(40):
+        predictions[3 * class_id] = class_id + 1
+    result = report_module._evaluate_split(_logits_for(predictions, num_labels), labels, num_labels, 0)
+
+    shown = report_module._classes_to_plot(result)
+
+    # Most involved first; ties (equal support here) by class id. Class 0 has a miss only, class 40 a false
+    # positive only: 1 each, below the cut.
+    assert shown.tolist() == [*range(100, 110), *range(1, 21)]
+    few = report_module._evaluate_split(_logits_for(labels[:150], 50), labels[:150], 50, 0)
+    assert report_module._classes_to_plot(few).tolist() == list(range(50))  # up to 50 classes: all of them
+
+
+def test_hardest_classes_explain_a_class_that_is_never_missed_but_wrongly_predicted(tmp_path):
+    names = ["ant", "bee", "cat", "dog"]
+    # "ant" is never missed, but 4 "bee"s and 1 "cat" are predicted as "ant": recall 1, precision 10/15.
+    labels = np.repeat(np.arange(4), 10)
+    predictions = labels.copy()
+    predictions[10:14] = 0
+    predictions[20] = 0
+    write_report(tmp_path, {"test": (_logits_for(predictions, 4), labels)}, names, [5] * 4, [], {})
+
+    section = _section((tmp_path / "report.md").read_text(), "## Hardest classes (test)")
+    rows = {
+        cells[0]: cells
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| Class")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert [cells[0] for cells in rows.values()] == ["bee", "ant", "cat", "dog"]  # by F1: 0.75, 0.8, 0.947, 1
+    assert rows["bee"][-1] == "ant (4 of 10)"
+    assert rows["ant"][2] == "0.6667" and rows["ant"][-1] == "none missed; 5 false positives, most from bee (4)"
+    assert rows["cat"][-1] == "ant (1 of 10)"
+    assert rows["dog"][-1] == "— (no mistakes)"
+
+
+def test_report_is_named_after_the_run_name_when_one_is_given(tmp_path):
+    splits = {"test": _split(np.random.default_rng(5), 4, worst_misses=2)}
+    summary = {**_summary("google/vit-base"), "run_name": "vit-fruits-lr3e-4"}
+    write_report(tmp_path / "out", splits, NAMES, TRAIN_COUNTS, [], summary)
+
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# Evaluation report: vit-fruits-lr3e-4\n")
+    assert "| Base model | `google/vit-base` |" in report

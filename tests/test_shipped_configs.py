@@ -1,0 +1,152 @@
+"""Every shipped config runs end to end, offline, for a few steps: its Hub (or demo) model replaced by a tiny local
+model of the same family, its Hub dataset by a local stand-in with the same classes and columns.
+
+Each config goes through the recipe's real command line (`recipes/<recipe>.py --config <yaml>`, in this process),
+with only the model, data, output dir and run length replaced; everything else is the shipped file as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoConfig
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CONFIGS = REPO / "recipes" / "configs"
+BEANS_LABELS = ["angular_leaf_spot", "bean_rust", "healthy"]  # AI-Lab-Makerere/beans, 3 classes
+# What a few steps means: the length of the run, and of the compression recipe's measurements.
+SHORT_RUN = {"max_steps": 3, "logging_steps": 1}
+SHORT_COMPRESSION = {"calibration_samples": 16, "latency_repeats": 1, "latency_batch_sizes": [1]}
+# Config -> (model stand-in, data stand-in, student stand-in for compress configs). Teachers of compress configs are
+# the outputs of the image configs that train them, as in the README.
+STAND_INS = {
+    "image_cls/vit_beans.yaml": ("vit", "beans_hub", None),
+    "image_cls/vit_beans_lora.yaml": ("vit", "beans_hub", None),
+    "image_cls/convnext_beans_timm.yaml": ("timm_convnext", "beans_hub", None),
+    "image_cls/resnet50_imagefolder_timm.yaml": ("timm_resnet", "beans_imagefolder", None),
+    "image_cls/demo_digits_efficientnet_lite0.yaml": ("lite0", "digits", None),
+    "image_cls/demo_digits_efficientnet_lite0_lora.yaml": ("lite0", "digits", None),
+    "compress/vit_beans_to_deit_small.yaml": ("image_cls/vit_beans.yaml", "beans_hub", "vit"),
+    "compress/resnet50_to_resnet18_beans.yaml": ("image_cls/resnet50_imagefolder_timm.yaml", "beans_hub", "timm_resnet"),
+    "compress/demo_digits.yaml": ("image_cls/demo_digits_efficientnet_lite0.yaml", "digits", "mobilenetv3"),
+}
+
+
+def test_every_shipped_config_has_a_stand_in():
+    shipped = {path.relative_to(CONFIGS).as_posix() for path in CONFIGS.glob("*/*.yaml")}
+    assert shipped == set(STAND_INS)
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
+    """Local models and data by the names STAND_INS uses."""
+    import timm
+
+    from hf_ft.assets import convert_efficientnet_lite0, write_untrained_student
+
+    root = tmp_path_factory.mktemp("stand_ins")
+    convnext = timm.create_model("test_convnext", num_classes=5)
+    convnext.pretrained_cfg = {**convnext.pretrained_cfg, "input_size": (3, 32, 32), "test_input_size": (3, 32, 32)}
+    timm.models.save_for_hf(convnext, root / "test_convnext")
+    beans_folders = _beans_imagefolder(digits_dir, root / "beans_imagefolder")
+    return {
+        "vit": tiny_vit_dir,
+        "timm_resnet": tiny_timm_dir,
+        "timm_convnext": root / "test_convnext",
+        "lite0": convert_efficientnet_lite0(root / "efficientnet_lite0"),
+        "mobilenetv3": write_untrained_student(root / "student_mobilenetv3"),
+        "digits": {"train_dir": digits_dir / "train", "validation_dir": digits_dir / "validation",
+                   "test_dir": digits_dir / "test"},
+        "beans_imagefolder": {"train_dir": beans_folders / "train", "test_dir": beans_folders / "test"},
+        "beans_hub": {"dataset_name": _beans_hub_layout(beans_folders, root / "beans_hub")},
+    }
+
+
+def _beans_imagefolder(digits_dir: Path, root: Path) -> Path:
+    """Real digit images (0, 1, 2) under beans' three class names: train/validation/test/<class>/*.png."""
+    for split, count in (("train", 12), ("validation", 4), ("test", 4)):
+        for digit, label in enumerate(BEANS_LABELS):
+            target = root / split / label
+            target.mkdir(parents=True)
+            for file in sorted((digits_dir / split / str(digit)).glob("*.png"))[:count]:
+                shutil.copy(file, target / file.name)
+    return root
+
+
+def _beans_hub_layout(folders: Path, root: Path) -> Path:
+    """The Hub dataset's layout: train/validation/test splits with an `image` Image and a `labels` ClassLabel column."""
+    from datasets import ClassLabel, Dataset, Features, Image, Value
+
+    features = Features({"image_file_path": Value("string"), "image": Image(), "labels": ClassLabel(names=BEANS_LABELS)})
+    root.mkdir()
+    for split in ("train", "validation", "test"):
+        files = sorted((folders / split).glob("*/*.png"))
+        rows = {"image_file_path": [str(f) for f in files], "image": [str(f) for f in files],
+                "labels": [BEANS_LABELS.index(f.parent.name) for f in files]}
+        Dataset.from_dict(rows, features=features).to_parquet(str(root / f"{split}.parquet"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shipped_runs")
+
+
+def run_shipped(config: str, stand_ins: dict, runs_dir: Path) -> Path:
+    """Run `config` through its recipe's command line with the stand-ins; return its output dir."""
+    model, data, student = STAND_INS[config]
+    output_dir = runs_dir / config.replace("/", "__").removesuffix(".yaml")
+    if (output_dir / "report.md").is_file():
+        return output_dir  # already run for a compress config that needed it as its teacher
+    shipped = yaml.safe_load((CONFIGS / config).read_text())
+    for key in ("dataset_name", "train_dir", "validation_dir", "test_dir"):
+        shipped.pop(key, None)
+    teacher = run_shipped(model, stand_ins, runs_dir) if model in STAND_INS else stand_ins[model]
+    overrides = {"model_name_or_path": str(teacher), "output_dir": str(output_dir), **SHORT_RUN,
+                 **{key: str(value) for key, value in stand_ins[data].items()}}
+    if student:
+        overrides.update(student_model_name_or_path=str(stand_ins[student]), **SHORT_COMPRESSION)
+    path = runs_dir / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump({**shipped, **overrides}))
+    recipe = REPO / "recipes" / f"{config.split('/')[0]}.py"
+    argv = sys.argv
+    sys.argv = [str(recipe), "--config", str(path)]
+    try:
+        runpy.run_path(str(recipe), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return output_dir
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("image_cls/")])
+def test_shipped_image_config_runs_and_reports(config, stand_ins, runs_dir):
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    num_labels = 3 if "beans" in STAND_INS[config][1] else 10
+    assert set(results) == {"validation", "test"}
+    assert ("top5_accuracy" in results["test"]) == (num_labels > 5)
+    assert AutoConfig.from_pretrained(output_dir).num_labels == num_labels
+    assert "## Hardest classes (test)" in (output_dir / "report.md").read_text()
+    assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("compress/")])
+def test_shipped_compress_config_runs_and_reports(config, stand_ins, runs_dir):
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    shipped = yaml.safe_load((CONFIGS / config).read_text())
+    variants = json.loads((output_dir / "compression_results.json").read_text())["variants"]
+    names = " ".join(f"{v['name']} {v['method']} {v['path']}" for v in variants)
+    assert all(0.0 <= v["metrics"]["accuracy"] <= 1.0 for v in variants)
+    for sparsity in shipped["pruning_sparsities"]:
+        assert f"{round(100 * sparsity)}" in names
+    assert "static" in names and "distilled" in names
+    assert (output_dir / "report.md").is_file()
