@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import BaseImageProcessor, PreTrainedModel, TrainingArguments
 
-from hf_ft import metrics, onnx_export, pruning, quantization, runs
+from hf_ft import metrics, onnx_export, pruning, quantization, runs, speed
 from hf_ft.args import (
     CompressionArguments,
     DistillationArguments,
@@ -94,7 +94,9 @@ def main(
     setup_logging(training_args.should_log)
     logger.info(
         "Arguments (non-default): %s",
-        non_default(model_args, data_args, compression_args, distillation_args, training_args),
+        non_default(
+            model_args, data_args, compression_args, distillation_args, training_args, defaults=speed.parser_defaults()
+        ),
     )
     output_dir = Path(training_args.output_dir)
 
@@ -353,6 +355,9 @@ def _train(
 ) -> PreTrainedModel:
     """Train `model` on the train split (evaluating on validation), resuming a checkpoint in its output_dir."""
     args = dataclasses.replace(training_args, push_to_hub=False, remove_unused_columns=False)  # transforms need `image`
+    args = speed.resolve_training_args(  # bf16, TF32, compile and workers for this machine, as the image recipe
+        args, num_train_samples=speed.planned_train_samples(args, len(data.splits["train"]))
+    )
     splits = attach_transforms(data.splits, processor, data_args)
     trainer = classification_trainer(model, processor, splits, args, num_labels=len(data.label_names), teacher=teacher)
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
@@ -367,5 +372,7 @@ def _predictor(model: PreTrainedModel | torch.nn.Module | Path, threads: int) ->
 
 if __name__ == "__main__":
     run_recipe(
-        main, (ModelArguments, ImageDataArguments, CompressionArguments, DistillationArguments, TrainingArguments)
+        main,
+        (ModelArguments, ImageDataArguments, CompressionArguments, DistillationArguments, TrainingArguments),
+        defaults=speed.parser_defaults(),
     )

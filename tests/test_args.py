@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainingArguments
 
 from hf_ft.args import (
@@ -101,3 +102,22 @@ def test_compression_arguments_are_checked():
         CompressionArguments(onnx_quantization=["fp16"])
     with pytest.raises(ConfigError, match="needs --export_onnx"):
         CompressionArguments(export_onnx=False)
+
+
+def test_a_value_trainingarguments_refuses_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """TrainingArguments checks combinations in __post_init__ with ValueErrors (bf16 on a CPU-only machine)."""
+    from hf_ft.cli import run_recipe
+
+    def main(*arguments):
+        raise AssertionError("main must not run")
+
+    argv = ["--model_name_or_path", "x", "--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+            "--bf16", "true", "--use_cpu", "false"]
+    if torch.cuda.is_available():
+        pytest.skip("bf16 is supported on this machine")
+    monkeypatch.setattr("sys.argv", ["recipe.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        run_recipe(main, IMAGE_ARGS)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bf16" in err and err.count("\n") == 1 and "Traceback" not in err
