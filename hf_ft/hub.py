@@ -539,7 +539,7 @@ def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
         # An adapter folder needs its base model rebuilt with this run's labels; `merged/` (merge_adapter) does not.
         return (
             "```python\nfrom hf_ft.peft import load_adapter_model\n\n"
-            f'model = load_adapter_model(None, "{model_ref}", label_names=[...])  # labels as listed above\n```\n\n'
+            f'model = load_adapter_model(None, "{model_ref}")  # base and labels from the folder\n```\n\n'
             "With `merge_adapter: true` the run also wrote `merged/`, a plain model for "
             f'`pipeline("{task}", model=".../merged")`.'
         )

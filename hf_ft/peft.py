@@ -238,9 +238,10 @@ def load_adapter_model(
         if not base_model_name_or_path:
             raise InputError(f"{adapter_dir}/adapter_config.json names no base model; pass base_model_name_or_path.")
     if label_names is None:
-        if not (Path(adapter_dir) / CONFIG_NAME).is_file():
-            raise InputError(f"{adapter_dir} holds no {CONFIG_NAME} with the label names; pass label_names.")
-        config = AutoConfig.from_pretrained(str(adapter_dir))
+        try:  # a local folder or a Hub repo
+            config = AutoConfig.from_pretrained(str(adapter_dir))
+        except (OSError, ValueError):
+            raise InputError(f"{adapter_dir} holds no {CONFIG_NAME} with the label names; pass label_names.") from None
         label_names = [config.id2label[i] for i in range(config.num_labels)]
     model_args = ModelArguments(model_name_or_path=base_model_name_or_path, **load_kwargs)
     base, _ = load_image_classifier(model_args, label_names)
