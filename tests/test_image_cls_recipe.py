@@ -177,16 +177,11 @@ def kill_after(config: Path, checkpoint: Path) -> None:
 
 
 def same_weights(a: Path, b: Path) -> bool:
+    import torch
     from safetensors.torch import load_file
 
     first, second = load_file(a), load_file(b)
-    return first.keys() == second.keys() and all(torch_equal(first[k], second[k]) for k in first)
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return torch.equal(a, b)
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
