@@ -1,4 +1,5 @@
-"""The Hub side of a run: pre-flight checks before training, the model card, and the push after it.
+"""The Hub side of a run: checkpoint sources and pre-flight checks before training, the model card, and the push
+after it.
 
 `--push_to_hub` is checked up front (`--hub_strategy`, repo id, offline mode, token, connection, write access) so a
 run never trains for an hour and then fails to upload; the push itself happens once, at the end, with the report and
@@ -31,6 +32,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
+from transformers.utils import CONFIG_NAME
 
 from . import markdown as md
 from .errors import InputError
@@ -93,6 +95,42 @@ class _BaseModel:
     derived: bool = False
     # `_LICENSE_FIELDS` as the base model's card gives them; empty when unknown.
     license: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoint sources
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_model_source(model_name_or_path: str, *, revision: str = "main", cache_dir: str | None = None) -> None:
+    """Fail early, with the fix, for a checkpoint that cannot be found, before anything is downloaded or decoded.
+
+    Raises:
+        FileNotFoundError: a path that looks local (absolute, ./, ~, or not a valid Hub id) does not exist.
+        InputError: a Hub id under `HF_HUB_OFFLINE=1` that is not in the Hugging Face cache.
+    """
+    if Path(model_name_or_path).expanduser().exists():
+        return
+    try:
+        validate_repo_id(model_name_or_path)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"Checkpoint {model_name_or_path} does not exist: it is neither a local directory nor a valid Hub id."
+        ) from None
+    if model_name_or_path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"Checkpoint directory {model_name_or_path} does not exist.")
+    if constants.HF_HUB_OFFLINE:
+        cached = try_to_load_from_cache(model_name_or_path, CONFIG_NAME, cache_dir=cache_dir, revision=revision)
+        if not isinstance(cached, str):
+            raise InputError(offline_message(model_name_or_path))
+
+
+def offline_message(source: str) -> str:
+    """The one line for a checkpoint that offline mode keeps from being downloaded."""
+    return (
+        f"Checkpoint `{source}` is not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+        "forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a local checkpoint."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,9 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import constants, try_to_load_from_cache
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub import constants
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -26,10 +24,10 @@ from transformers import (
     TimmWrapperConfig,
     TimmWrapperImageProcessor,
 )
-from transformers.utils import CONFIG_NAME
 
 from .args import ModelArguments
 from .errors import InputError
+from .hub import check_model_source, offline_message
 
 logger = logging.getLogger(__name__)
 
@@ -38,36 +36,6 @@ _DROPOUT_ATTRIBUTES = {
     "drop_rate": ("hidden_dropout_prob", "classifier_dropout", "classifier_dropout_prob", "dropout"),
     "drop_path_rate": ("drop_path_rate",),
 }
-
-
-def check_model_source(model_name_or_path: str, *, revision: str = "main", cache_dir: str | None = None) -> None:
-    """Fail early, with the fix, for a checkpoint that cannot be found, before anything is downloaded or decoded.
-
-    Raises:
-        FileNotFoundError: a path that looks local (absolute, ./, ~, or not a valid Hub id) does not exist.
-        InputError: a Hub id under `HF_HUB_OFFLINE=1` that is not in the Hugging Face cache.
-    """
-    if Path(model_name_or_path).expanduser().exists():
-        return
-    try:
-        validate_repo_id(model_name_or_path)
-    except HFValidationError:
-        raise FileNotFoundError(
-            f"Checkpoint {model_name_or_path} does not exist: it is neither a local directory nor a valid Hub id."
-        ) from None
-    if model_name_or_path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"Checkpoint directory {model_name_or_path} does not exist.")
-    if constants.HF_HUB_OFFLINE:
-        cached = try_to_load_from_cache(model_name_or_path, CONFIG_NAME, cache_dir=cache_dir, revision=revision)
-        if not isinstance(cached, str):
-            raise InputError(_offline_message(model_name_or_path))
-
-
-def _offline_message(source: str) -> str:
-    return (
-        f"Checkpoint `{source}` is not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
-        "forbids downloading it. Unset HF_HUB_OFFLINE, or point --model_name_or_path at a local checkpoint."
-    )
 
 
 def load_image_classifier(
@@ -203,7 +171,7 @@ class _offline_hint:
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and isinstance(exc, OSError) and constants.HF_HUB_OFFLINE:
-            raise InputError(_offline_message(self.source)) from exc
+            raise InputError(offline_message(self.source)) from exc
         return False
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import datasets
 import transformers
@@ -91,19 +91,30 @@ def setup_logging(is_main_process: bool) -> None:
     datasets.utils.logging.set_verbosity_warning()
 
 
-def start(training_args: TrainingArguments, run_args: dict[str, Any]) -> Run:
+def start(
+    training_args: TrainingArguments,
+    run_args: dict[str, Any],
+    *,
+    checkpoints: Sequence[tuple[str | None, str]] = (),
+    cache_dir: str | None = None,
+) -> Run:
     """The checks that need no data, in the order of their cost, then the output dir and the seed.
 
     Call it before loading any data or model. `run_args` are the run's arguments as `to_plain_dict` gives them,
-    compared with an earlier run's `args.yaml`. `training_args.push_to_hub` is switched off for the Trainer: hf_ft
-    pushes once, at the end, with the report and card (`Run.repo_id`).
+    compared with an earlier run's `args.yaml`. `checkpoints` are the (name_or_path, revision) pairs the run loads
+    (None names are skipped), found locally or, offline, in the Hub cache (`cache_dir`). `training_args.push_to_hub`
+    is switched off for the Trainer: hf_ft pushes once, at the end, with the report and card (`Run.repo_id`).
 
     Raises:
-        InputError: a training value that cannot work, a tracker that is not installed, a push that cannot succeed
-            (`hub.HubPushError`), or an output dir that is a file, cannot be written or holds another run.
+        InputError: a training value that cannot work, a tracker that is not installed, a checkpoint that cannot be
+            found (or FileNotFoundError), a push that cannot succeed (`hub.HubPushError`), or an output dir that is
+            a file, cannot be written or holds another run.
     """
     check_training_values(training_args)
     check_trackers(training_args.report_to)
+    for name_or_path, revision in checkpoints:
+        if name_or_path:
+            hub.check_model_source(name_or_path, revision=revision, cache_dir=cache_dir)
     repo_id = None
     if training_args.push_to_hub:
         hub.check_hub_strategy(training_args.hub_strategy)

@@ -46,7 +46,7 @@ from hf_ft.data import ImageClassificationData, attach_transforms, load_image_cl
 from hf_ft.distillation import Teacher, load_teacher, teacher_label_order
 from hf_ft.errors import InputError
 from hf_ft.inference import Predictor, cpu_name, measure_latency, pixel_array, predict_batches, weights_size_bytes
-from hf_ft.models import check_model_source, count_parameters, load_finetuned_classifier, load_image_classifier
+from hf_ft.models import count_parameters, load_finetuned_classifier, load_image_classifier
 from hf_ft.runs import setup_logging
 from hf_ft.training import classification_trainer
 
@@ -101,17 +101,21 @@ def main(
     output_dir = Path(training_args.output_dir)
 
     # ---- Checks that must pass before any long work ----
-    check_model_source(model_args.model_name_or_path)
-    if compression_args.student_model_name_or_path:
-        check_model_source(compression_args.student_model_name_or_path)
-    if distillation_args.teacher_model_name_or_path:
-        check_model_source(distillation_args.teacher_model_name_or_path)
     if compression_args.pruning_method:
         pruning.check_sparsity(compression_args.pruning_sparsities)
     if compression_args.export_onnx:
         onnx_export.check_opset(compression_args.onnx_opset)
     run_args = to_plain_dict(model_args, data_args, compression_args, distillation_args, training_args)
-    runs.start(training_args, run_args)
+    runs.start(
+        training_args,
+        run_args,
+        checkpoints=[
+            (model_args.model_name_or_path, model_args.model_revision),
+            (compression_args.student_model_name_or_path, model_args.model_revision),
+            (distillation_args.teacher_model_name_or_path, distillation_args.teacher_model_revision),
+        ],
+        cache_dir=model_args.cache_dir,
+    )
     if training_args.should_save:
         runs.write_args(output_dir, run_args)
 

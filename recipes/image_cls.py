@@ -39,7 +39,7 @@ from hf_ft.data.labels import label_counts
 from hf_ft.data.transforms import data_config
 from hf_ft.distillation import load_teacher
 from hf_ft.freezing import FreezeBackboneCallback, set_trainable
-from hf_ft.models import check_model_source, count_parameters, is_timm, load_image_classifier
+from hf_ft.models import count_parameters, is_timm, load_image_classifier
 from hf_ft.runs import setup_logging
 from hf_ft.training import classification_trainer, global_batch_size
 
@@ -68,22 +68,23 @@ def main(
         ),
     )
 
-    # ---- Checks that need no data, cheapest first; then the output dir ----
+    # ---- Checks that need no data, cheapest first (sources, trackers, push); then the output dir ----
     check_peft_and_freezing(model_args, peft_args)
     quantization = peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
     report.check_compare_with(report_args.compare_with)
-    check_model_source(model_args.model_name_or_path, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
-    if distillation_args.teacher_model_name_or_path:
-        check_model_source(
-            distillation_args.teacher_model_name_or_path,
-            revision=distillation_args.teacher_model_revision,
-            cache_dir=model_args.cache_dir,
-        )
     training_args.remove_unused_columns = False  # the transforms need the raw `image` column
     if peft_args.peft_method:
         training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
     arguments = (model_args, data_args, peft_args, distillation_args, report_args)
-    run = runs.start(training_args, to_plain_dict(*arguments, training_args))
+    run = runs.start(
+        training_args,
+        to_plain_dict(*arguments, training_args),
+        checkpoints=[
+            (model_args.model_name_or_path, model_args.model_revision),
+            (distillation_args.teacher_model_name_or_path, distillation_args.teacher_model_revision),
+        ],
+        cache_dir=model_args.cache_dir,
+    )
 
     # ---- Data ----
     with training_args.main_process_first(desc="loading data"):  # one process fills the datasets cache
