@@ -64,8 +64,11 @@ _NOT_RESULT_AFFECTING = {
     "torch_compile_backend",
     "torch_compile_mode",
 }
-# pip names of the trackers whose import name differs (the rest install under their `report_to` name).
-_TRACKER_PACKAGES = {"tensorboard": 'tensorboard` (or `pip install -e ".[tensorboard]"`', "azure_ml": "azureml-core"}
+# How to install the trackers that do not install as `pip install <report_to name>`.
+_TRACKER_INSTALLS = {
+    "tensorboard": '`pip install -e ".[tensorboard]"` (or `pip install tensorboard`)',
+    "azure_ml": "`pip install azureml-core`",
+}
 
 
 class OutputDirError(InputError):
@@ -169,10 +172,8 @@ def check_trackers(report_to: list[str]) -> None:
     available = set(get_available_reporting_integrations())
     for name in report_to:
         if name not in available:
-            package = _TRACKER_PACKAGES.get(name, name)
-            raise InputError(
-                f"report_to: {name} is not installed. Run `pip install {package}`, or drop {name} from --report_to."
-            )
+            install = _TRACKER_INSTALLS.get(name, f"`pip install {name}`")
+            raise InputError(f"report_to: {name} is not installed. Run {install}, or drop {name} from --report_to.")
 
 
 def check_writable(output_dir: str) -> None:

@@ -42,8 +42,14 @@ def test_max_steps_without_epochs_is_fine(tmp_path):
 
 def test_a_tracker_that_is_not_installed_is_refused_with_the_install_command(monkeypatch):
     monkeypatch.setattr(runs, "get_available_reporting_integrations", lambda: [])
-    with pytest.raises(InputError, match=r"report_to: tensorboard is not installed\. Run `pip install tensorboard"):
+    with pytest.raises(InputError) as error:
         check_trackers(["tensorboard"])
+    assert str(error.value) == (
+        'report_to: tensorboard is not installed. Run `pip install -e ".[tensorboard]"` (or `pip install tensorboard`), '
+        "or drop tensorboard from --report_to."
+    )
+    with pytest.raises(InputError, match=r"Run `pip install wandb`, or drop wandb from --report_to\.$"):
+        check_trackers(["wandb"])
     monkeypatch.setattr(runs, "get_available_reporting_integrations", lambda: ["tensorboard"])
     check_trackers(["tensorboard"])
 
