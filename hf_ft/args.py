@@ -366,6 +366,15 @@ class CompressionArguments:
         },
     )
     onnx_opset: int = field(default=18, metadata={"help": "ONNX opset of the export."})
+    onnx_quantization_target: str = field(
+        default="auto",
+        metadata={
+            "help": "The CPU family static int8 is quantized for (ONNX Runtime picks its int8 kernels on the machine "
+            "that runs the file): `vnni` (x86 with AVX-512 VNNI, AVX-VNNI or AMX, and ARM: int8 weights), `avx2` "
+            "(x86 without VNNI: uint8 weights, whose kernels do not saturate there; exact but slower elsewhere), "
+            "`auto` (this CPU's, from /proc/cpuinfo). Set it when the model will run on another machine."
+        },
+    )
     calibration_samples: int = field(
         default=128, metadata={"help": "Training images (eval preprocessing) that calibrate static int8 quantization."}
     )
@@ -382,6 +391,7 @@ class CompressionArguments:
             "pruning_method": (self.pruning_method, (None, "unstructured", "structured")),
             "pruning_scope": (self.pruning_scope, ("global", "layer")),
             "pruning_schedule": (self.pruning_schedule, ("one_shot", "iterative")),
+            "onnx_quantization_target": (self.onnx_quantization_target, ("auto", "vnni", "avx2")),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:

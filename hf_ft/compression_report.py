@@ -38,6 +38,43 @@ class VariantResult:
     notes: list[str] = field(default_factory=list)
 
 
+def static_int8_note(requested: str, target: str, this_cpu: str, weights: str) -> str:
+    """The report's note on an ONNX Runtime static int8 file: the CPU family it was quantized for, how, and what
+    its numbers mean on another machine.
+
+    ONNX Runtime chooses its int8 kernels on the machine that runs the file, so the report's accuracy and
+    latency are this CPU's; a deployment often quantizes on one machine and runs on another.
+
+    Args:
+        requested: `--onnx_quantization_target` as given (`auto`, `vnni` or `avx2`).
+        target: The family it was quantized for (`auto` resolved).
+        this_cpu: The family of the CPU that quantized and measured it.
+        weights: How the weights are stored for `target` (`onnx_export.INT8_TARGETS[target]`).
+    """
+    how = (
+        "`auto`: this CPU's family"
+        if requested == "auto"
+        else f"set with `--onnx_quantization_target`; this CPU is `{this_cpu}`"
+    )
+    text = (
+        f"quantized for `{target}` CPUs ({how}): {weights}; reduce_range off (full 8-bit weights). ONNX Runtime "
+        "chooses its int8 kernels on the machine that runs the file, and the figures here are this CPU's. On "
+        "another machine: a `vnni` file on an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI) saturates "
+        "(its uint8 x int8 kernel adds pairs of products in 16 bits) unless the session sets "
+        "`session.x64quantprecision=1` (then exact, slower); an `avx2` file gives the same logits on every CPU, "
+        "more slowly than a `vnni` file where VNNI is available. Quantize for the CPU that will run it "
+        "(`--onnx_quantization_target vnni` or `avx2`)."
+    )
+    if target == this_cpu:
+        return text
+    if target == "vnni":
+        return text + (
+            " **Measured on a CPU without VNNI**: the accuracy here is that of the saturating kernel, not what a "
+            "VNNI CPU computes; latency is not the target's either."
+        )
+    return text + " **Measured on a VNNI CPU**: the accuracy holds on the target; its latency there is not this CPU's."
+
+
 def write_compression_report(output_dir: str | Path, variants: list[VariantResult], summary: dict) -> dict:
     """Write compression_results.json, report.md and the figures; return the JSON's content.
 

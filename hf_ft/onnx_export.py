@@ -15,15 +15,21 @@ int8 variants (ONNX Runtime, CPU):
   (ConvInteger), which with BatchNorm folded into them (per-channel ranges 0.4 to 325 in EfficientNet-Lite0's
   stem) zeroes whole channels: 13% agreement with fp32 on the digits demo; and its ConvInteger kernel ran
   10 to 18 times slower than the fp32 Conv. So it shrinks transformers (ViT-Base to 26%), not convnets.
-- static (`quantize_onnx_static`): weights int8 per output channel and activation ranges fixed beforehand
+- static (`quantize_onnx_static`): weights 8-bit per output channel and activation ranges fixed beforehand
   from calibration images, written as QuantizeLinear/DequantizeLinear pairs (QDQ) that ONNX Runtime fuses
   into int8 kernels. The int8 path for convnets (~29% of the fp32 file for EfficientNet-Lite0).
+
+ONNX Runtime chooses its int8 kernels on the machine that runs the file, from that CPU's features, so a
+static file is quantized for a CPU family (`INT8_TARGETS`; `detect_int8_target` reads this CPU's): x86 without
+VNNI multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds pairs of products in 16 bits
+and saturates; VNNI (AVX-512 or AVX), AMX and ARM accumulate in 32 bits and are exact.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -32,6 +38,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
@@ -46,6 +53,16 @@ OUTPUT_NAME = "logits"
 MIN_EXPORT_OPSET = 18
 # A protobuf message cannot exceed 2 GiB; larger models keep their weights in a `.data` file beside the .onnx.
 _PROTOBUF_LIMIT_BYTES = 2**31
+# The CPU families a static int8 file is quantized for, and how its weights are stored for each.
+INT8_TARGETS = {
+    "vnni": "int8 weights, run by ONNX Runtime's uint8 x int8 kernels: exact on x86 with VNNI or AMX and on ARM",
+    "avx2": "uint8 weights (int8 + 128), run by ONNX Runtime's uint8 x uint8 kernels: exact on every CPU, for x86 "
+    "without VNNI (AVX2, AVX-512 without VNNI), where uint8 x int8 saturates",
+}
+# x86 extensions that multiply uint8 by int8 with 32-bit accumulation (VPDPBUSD, TDPBUSD): no saturation.
+_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# Static int8 keeps the first convolutions fp32 (see quantize_onnx_static).
+STATIC_FP32_CONVOLUTIONS = 9
 
 
 def onnxruntime_max_opset() -> int:
@@ -189,20 +206,69 @@ class _BatchReader(CalibrationDataReader):
         return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
 
 
-def quantize_onnx_static(
-    fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: Iterable[np.ndarray]
-) -> Path:
-    """ONNX Runtime static int8 (QDQ): per-channel int8 weights, activation ranges calibrated on `calibration`.
+def int8_target_from_cpuinfo(cpuinfo: str) -> str:
+    """The static int8 target (`vnni` or `avx2`, see `INT8_TARGETS`) of the CPU that `cpuinfo` describes.
 
-    Activations are uint8 and weights int8 reduced to 7 bits, as ONNX Runtime advises for x86 CPUs: on AVX2
-    without VNNI the uint8 x int8 products of full 8-bit weights saturate (on the digits demo, agreement with
-    fp32 fell from 98% to 88% without the reduction); with VNNI the 7-bit range costs little.
-    The first three convolutions stay fp32 (in a MobileNet-style convnet the stem and the first block, the
-    layers at full resolution, whose few weights hardly change the file size; in a ViT the patch embedding).
-    The stem's weights (BatchNorm folded in) span 0.4 to 325 across output channels. Agreement with fp32 on the
-    digits test set, fine-tuned EfficientNet-Lite0 / linear-probe Lite0 of the tests: everything quantized
-    92.8% / —; stem kept 97.8% / 96.7%; first three kept 99.7% / at least 98%, the file 29% of fp32 either way, at a
-    latency cost measured in the compression report (batch 32: 19.5 against 12.6 ms on 2 cores).
+    Args:
+        cpuinfo: The text of Linux's /proc/cpuinfo. x86 lists its extensions on `flags` lines: VNNI (AVX-512 or
+            AVX) or AMX int8 give `vnni`, anything else (AVX2, AVX-512 without VNNI, SSE4.1) `avx2`. ARM lists
+            `Features` instead and gives `vnni`: the uint8 x int8 saturation, and ONNX Runtime's workaround for
+            it, exist on x86 only. Text with neither gives `avx2`, whose files are exact on every CPU.
+    """
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "flags":
+            return "vnni" if _VNNI_FLAGS & set(value.split()) else "avx2"
+        if key == "features":
+            return "vnni"
+    return "avx2"
+
+
+def detect_int8_target(cpuinfo_path: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The static int8 target of this CPU, from its /proc/cpuinfo (see `int8_target_from_cpuinfo`).
+
+    Where there is no such file (macOS, Windows), ARM machines give `vnni` and the others `avx2`, the target
+    whose files are exact everywhere.
+    """
+    try:
+        cpuinfo = Path(cpuinfo_path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "vnni" if platform.machine().lower() in ("arm64", "aarch64") else "avx2"
+    return int8_target_from_cpuinfo(cpuinfo)
+
+
+def resolve_int8_target(target: str) -> str:
+    """`target` (`auto` or a key of `INT8_TARGETS`) with `auto` replaced by this CPU's (`detect_int8_target`).
+
+    Raises:
+        InputError: `target` is none of those.
+    """
+    if target == "auto":
+        return detect_int8_target()
+    if target not in INT8_TARGETS:
+        raise InputError(f"int8 target must be `auto` or one of {sorted(INT8_TARGETS)}, got {target!r}.")
+    return target
+
+
+def quantize_onnx_static(
+    fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: Iterable[np.ndarray], *, target: str
+) -> Path:
+    """ONNX Runtime static int8 (QDQ): per-channel 8-bit weights, activation ranges calibrated on `calibration`.
+
+    Activations are uint8 (MinMax ranges); weights use their full 8-bit range, stored for the `target` CPU
+    family (`INT8_TARGETS`): int8 for VNNI, AMX and ARM; uint8 for x86 without VNNI, whose uint8 x int8 kernel
+    (VPMADDUBSW) saturates on full-range int8 weights (on the digits demo, measured on AVX2: 88% agreement
+    with fp32) and whose uint8 x uint8 kernel does not. ONNX Runtime's answer for that CPU, `reduce_range` (7-bit
+    weights), stays off: with 7 bits the mean squared error of the logits is 2.5 to 3 times larger, and the
+    tests' linear-probe EfficientNet-Lite0 agreed with fp32 on 96.7 to 98.6% of the digits test set whichever
+    first 3 to 24 convolutions stayed fp32. The two files hold the same numbers and give the same logits; on
+    a VNNI CPU the `avx2` one is the slower (batch 32: 22 ms against 9.5, fp32 15; batch 1: 1.0, 0.8, 0.9-1.3).
+    The first nine convolutions stay fp32 (`_full_precision_nodes`); agreement on that test set with 8-bit
+    weights, first 3 / 9 / 15 convolutions kept: 98.1% / 98.6 to 99.2% / 98.9 to 99.7% (calibration draws of
+    128 to 512 images), the file 29 to 30% of fp32 (Intel Sapphire Rapids, 2 cores, onnxruntime 1.32).
+    Percentile or entropy calibration, int8 activations and moving-average ranges did no better than MinMax;
+    per-tensor weights fell to 77%.
 
     Args:
         fp32_path: An fp32 ONNX file from `export_onnx`.
@@ -210,13 +276,16 @@ def quantize_onnx_static(
         calibration: Batches (N, C, H, W) of training images preprocessed like evaluation images; their
             activation min/max set the quantization ranges (64 to 1024 images gave the same agreement on
             the digits demo).
+        target: `vnni` or `avx2` (`resolve_int8_target` turns `auto` into this CPU's).
 
     Returns:
         `out_path` as a Path.
 
     Raises:
-        InputError: `calibration` holds no images.
+        InputError: `calibration` holds no images, or `target` is not a key of `INT8_TARGETS`.
     """
+    if target not in INT8_TARGETS:
+        raise InputError(f"quantize_onnx_static target must be one of {sorted(INT8_TARGETS)}, got {target!r}.")
     batches = [batch for batch in calibration if len(batch)]
     if not batches:
         raise InputError("quantize_onnx_static got no calibration images; pass batches of preprocessed training images.")
@@ -230,18 +299,53 @@ def quantize_onnx_static(
             _BatchReader(batches),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            reduce_range=True,
+            reduce_range=False,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=_full_precision_nodes(graph),
         )
+    if target == "avx2":
+        _store_weights_as_uint8(out_path)
     return out_path
 
 
-def _full_precision_nodes(graph: onnx.GraphProto, convolutions: int = 3) -> list[str]:
-    """Names of the nodes static int8 leaves in fp32: the node that reads the pixels and the first convolutions."""
+def _full_precision_nodes(graph: onnx.GraphProto, convolutions: int = STATIC_FP32_CONVOLUTIONS) -> list[str]:
+    """Names of the nodes static int8 leaves in fp32: the node that reads the pixels and the first convolutions.
+
+    In a MobileNet-style convnet these are the layers at the highest resolutions (in EfficientNet-Lite0 the
+    stem and the first two stages, about 15,000 of its 3.4 M weights), whose quantization costs the most
+    agreement (with BatchNorm folded in, the stem's weights span 0.4 to 325 across channels). Only a leading run of
+    the graph can stay fp32: when an excluded Conv reads a dequantized tensor and writes one that is quantized
+    again, ONNX Runtime quantizes its float weights itself, per tensor (its WeightBiasQuantization pass), which
+    loses more than quantizing them per channel (one depthwise conv excluded mid-graph: 93% agreement).
+    """
     first_convs = [node.name for node in graph.node if node.op_type == "Conv"][:convolutions]
     return list(dict.fromkeys([*(node.name for node in graph.node if INPUT_NAME in node.input), *first_convs]))
+
+
+def _store_weights_as_uint8(path: Path) -> None:
+    """Rewrite a QDQ file's int8 weights and zero points as uint8 (+ 128): the same numbers, which ONNX Runtime
+    then multiplies with its uint8 x uint8 kernels, exact on x86 without VNNI.
+
+    ONNX Runtime makes this rewrite itself when a session sets `session.x64quantprecision=1`; in the file, the
+    CPU that runs it needs no option. (`quantize_static` with uint8 weights is not the same: it gives all-zero
+    channels a zero point of 0 instead of 128, and that file ran about 6 times slower than this rewrite.)
+    """
+    model = onnx.load(path)
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    shifted: set[str] = set()  # a zero point may be shared by several DequantizeLinear nodes
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        tensors = [initializers.get(name) for name in (node.input[0], node.input[2])]
+        if any(t is None or t.data_type != onnx.TensorProto.INT8 for t in tensors):
+            continue  # activations (uint8 here) and int32 biases
+        for tensor in tensors:
+            if tensor.name not in shifted:
+                values = numpy_helper.to_array(tensor).astype(np.int16) + 128
+                tensor.CopyFrom(numpy_helper.from_array(values.astype(np.uint8), tensor.name))
+                shifted.add(tensor.name)
+    onnx.save(model, path)
 
 
 def onnx_predictor(path: str | os.PathLike, num_threads: int) -> Predictor:

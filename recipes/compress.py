@@ -41,7 +41,7 @@ from hf_ft.args import (
 )
 from hf_ft.checkpoints import last_complete_checkpoint
 from hf_ft.cli import run_recipe
-from hf_ft.compression_report import VariantResult, write_compression_report
+from hf_ft.compression_report import VariantResult, static_int8_note, write_compression_report
 from hf_ft.data import ImageClassificationData, attach_transforms, load_image_classification_data
 from hf_ft.distillation import Teacher, load_teacher, teacher_label_order
 from hf_ft.errors import InputError
@@ -65,8 +65,8 @@ _ONNX_DYNAMIC_NOTE = (
     "convnet's accuracy (13% agreement on the digits demo); static int8 is the int8 path for convnets."
 )
 _ONNX_STATIC_NOTE = (
-    "the first three convolutions (a convnet's stem and first block) stay fp32: they cost the most "
-    "agreement when quantized and hold few weights."
+    f"the first {onnx_export.STATIC_FP32_CONVOLUTIONS} convolutions (a MobileNet-style convnet's stem and first "
+    "two stages) stay fp32: they cost the most agreement when quantized and hold few weights."
 )
 
 
@@ -280,13 +280,29 @@ def main(
                 processor,
                 limit=compression_args.calibration_samples,
             )
+            target = onnx_export.resolve_int8_target(compression_args.onnx_quantization_target)
             path = onnx_export.quantize_onnx_static(
-                fp32, onnx_dir / "model_int8_static.onnx", np.array_split(calibration, max(1, len(calibration) // 16))
+                fp32,
+                onnx_dir / "model_int8_static.onnx",
+                np.array_split(calibration, max(1, len(calibration) // 16)),
+                target=target,
             )
-            method = f"ONNX Runtime static int8 (QDQ, {len(calibration)} calibration images)"
+            method = f"ONNX Runtime static int8 (QDQ, {len(calibration)} calibration images, for {target} CPUs)"
+            target_note = static_int8_note(
+                compression_args.onnx_quantization_target,
+                target,
+                onnx_export.detect_int8_target(),
+                onnx_export.INT8_TARGETS[target],
+            )
             variants.append(
                 Variant(
-                    "ONNX int8 static", method, path, path, processor, original_parameters, notes=[_ONNX_STATIC_NOTE]
+                    "ONNX int8 static",
+                    method,
+                    path,
+                    path,
+                    processor,
+                    original_parameters,
+                    notes=[_ONNX_STATIC_NOTE, target_note],
                 )
             )
 

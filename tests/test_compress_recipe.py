@@ -87,6 +87,11 @@ def test_every_variant_is_measured_in_one_report(compressed, finetuned):
     # The ONNX export computes the same function.
     assert rows["ONNX"]["agreement"] >= 0.99
     assert rows["ONNX int8 static"]["size_bytes"] < 0.5 * rows["ONNX"]["size_bytes"]
+    from hf_ft.onnx_export import detect_int8_target
+
+    target = detect_int8_target()  # `auto`: this CPU's family, stated in the method and the report's note
+    assert rows["ONNX int8 static"]["method"].endswith(f"for {target} CPUs)")
+    assert any(note.startswith(f"quantized for `{target}` CPUs (`auto`") for note in rows["ONNX int8 static"]["notes"])
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(compressed / "onnx").id2label[3] == "3"  # to name the ONNX model's classes
@@ -142,6 +147,7 @@ def test_distilled_student_is_saved_for_pipeline(compressed, digits_dir):
     [
         (["--pruning_sparsities", "0.5", "1.0"], "1.0"),
         (["--onnx_opset", "99"], "opset"),
+        (["--onnx_quantization_target", "avx512"], "--onnx_quantization_target must be one of"),
         (["--student_model_name_or_path", "/nonexistent/student"], "/nonexistent/student"),
     ],
 )

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hf_ft.compression_report import VariantResult, write_compression_report
+from hf_ft.compression_report import VariantResult, static_int8_note, write_compression_report
 from hf_ft.inference import measure_latency, predict_batches, weights_size_bytes
 
 
@@ -37,6 +37,25 @@ def test_report_compares_every_variant_with_the_original(tmp_path):
     assert "static, 128 images" in report and "seed: 42" in report
     for figure in ("accuracy_vs_latency.png", "accuracy_vs_sparsity.png"):
         assert (tmp_path / figure).stat().st_size > 5_000 and figure in report
+
+
+def test_static_int8_note_states_the_target_and_what_holds_on_another_cpu(tmp_path):
+    same = static_int8_note("auto", "vnni", "vnni", "int8 weights")
+    assert same.startswith("quantized for `vnni` CPUs (`auto`: this CPU's family): int8 weights; reduce_range off")
+    assert "session.x64quantprecision=1" in same and "`--onnx_quantization_target vnni` or `avx2`" in same
+    assert "Measured on" not in same
+    for_avx2 = static_int8_note("avx2", "avx2", "vnni", "uint8 weights")
+    assert "(set with `--onnx_quantization_target`; this CPU is `vnni`)" in for_avx2
+    assert for_avx2.endswith("**Measured on a VNNI CPU**: the accuracy holds on the target; its latency there is not "
+                             "this CPU's.")
+    assert "**Measured on a CPU without VNNI**: the accuracy here is that of the saturating kernel" in static_int8_note(
+        "vnni", "vnni", "avx2", "int8 weights"
+    )
+
+    variants = [_variant("original", 0.9, 10, {1: 1.0}),
+                _variant("ONNX int8 static", 0.9, 3, {1: 0.5}, notes=[for_avx2])]
+    write_compression_report(tmp_path, variants, {"threads": 1})
+    assert f"- **ONNX int8 static**: {for_avx2}" in (tmp_path / "report.md").read_text()
 
 
 def test_no_sparsity_plot_without_pruning(tmp_path):
