@@ -440,6 +440,9 @@ def parse_args(
     argv = list(sys.argv[1:] if args is None else args)
     config_path, argv = _pop_config_path(argv)
     parser = HfArgumentParser(dataclass_types)  # a fresh parser: set_defaults mutates it
+    if TrainingArguments in dataclass_types:
+        # hf_ft pushes once, at the end (hf_ft.hub); Trainer's default `every_save` would be a strategy it ignores.
+        parser.set_defaults(hub_strategy="end")
     parser.set_defaults(**(defaults or {}))
     if config_path is not None:
         config = _read_config(config_path)

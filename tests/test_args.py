@@ -121,3 +121,8 @@ def test_a_value_trainingarguments_refuses_is_one_line_not_a_traceback(tmp_path,
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bf16" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_hub_strategy_defaults_to_the_one_hf_ft_follows():
+    args = parse_args(IMAGE_ARGS, ["--model_name_or_path", "x", "--train_dir", "d", "--output_dir", "o"])
+    assert args[-1].hub_strategy.value == "end"
