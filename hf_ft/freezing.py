@@ -1,4 +1,4 @@
-"""Freezing: train the head only, the head plus the last K blocks, or freeze the backbone for N epochs.
+"""What trains: PEFT adapters, or the head only, the head plus the last K blocks, or a backbone frozen for N epochs.
 
 Frozen parameters get `requires_grad = False`; BatchNorm statistics in frozen blocks still adapt to the
 new data in training mode, as in the transformers examples.
@@ -9,20 +9,39 @@ from __future__ import annotations
 from torch import nn
 from transformers import PreTrainedModel, TrainerCallback
 
+from . import peft
+from .args import ModelArguments, PeftArguments
 from .errors import InputError
-from .models import head_module_name
+from .models import new_head_module_names
+
+
+def choose_trainable(
+    model: PreTrainedModel, model_args: ModelArguments, peft_args: PeftArguments, *, task_type: str | None = None
+) -> tuple[PreTrainedModel, list[TrainerCallback]]:
+    """The model as it trains, and the callbacks the Trainer needs for it.
+
+    With `peft_args.peft_method`: the model wrapped in its adapters (PEFT `task_type` as the task names it), with
+    the new head and BatchNorm layers trained. Otherwise `model_args.trainable_blocks` (everything, or the head plus
+    the last K blocks), and a `FreezeBackboneCallback` for `freeze_backbone_epochs`.
+    """
+    if peft_args.peft_method:
+        return peft.apply_peft(model, peft_args, task_type), []
+    set_trainable(model, model_args.trainable_blocks)
+    if model_args.freeze_backbone_epochs > 0:
+        return model, [FreezeBackboneCallback(model, model_args.freeze_backbone_epochs, model_args.trainable_blocks)]
+    return model, []
 
 
 def head_parameters(model: PreTrainedModel) -> list[nn.Parameter]:
-    """Parameters of the classification head (see `hf_ft.models.head_module_name`).
+    """Parameters of the classification head and the new layers in front of it (`hf_ft.models.new_head_module_names`).
 
     Raises:
         InputError: the model has no head `head_module_name` knows.
     """
-    name = head_module_name(model)
-    if name is None:
+    names = new_head_module_names(model)
+    if not names:
         raise InputError(f"Cannot find the classification head of {type(model).__name__}.")
-    return list(model.get_submodule(name).parameters())
+    return [parameter for name in names for parameter in model.get_submodule(name).parameters()]
 
 
 def backbone_blocks(model: PreTrainedModel) -> list[list[nn.Parameter]]:

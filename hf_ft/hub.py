@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from huggingface_hub import (
@@ -36,7 +36,9 @@ from transformers.utils import CONFIG_NAME
 
 from . import markdown as md
 from .errors import InputError
-from .metrics import TOP_K
+
+if TYPE_CHECKING:
+    from .report import TaskReport
 
 try:  # The HTTP library huggingface_hub raises connection errors from, unwrapped: httpx2 from 2.0 on, httpx in 1.x.
     from httpx2 import TransportError
@@ -54,15 +56,6 @@ _TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "added_tokens")
 
 # Metrics that describe the data or the run, not the model: they stay out of the card's model-index.
 _NOT_MODEL_METRICS = {"num_samples", "loss", "runtime", "samples_per_second", "steps_per_second", "epoch"}
-# hf_ft metric -> (model-index `type`, `args`). The spec (hub-docs modelcard.md) wants the metric's id on
-# hf.co/metrics as type and the `Metric.compute()` arguments as args; its `config` is a load-time configuration
-# name, which none of these metrics has. No Hub metric computes top-k accuracy: the id is that of hf_ft's
-# module (and scikit-learn's function) of the same computation.
-_MODEL_INDEX_METRICS = {
-    "accuracy": ("accuracy", None),
-    "f1": ("f1", {"average": "macro"}),
-    f"top{TOP_K}_accuracy": ("top_k_accuracy", {"k": TOP_K}),
-}
 # The Hub's license fields, copied together from the base model's card.
 _LICENSE_FIELDS = ("license", "license_name", "license_link")
 # How long the license look-up may wait for the Hub: the card must not stall a finished run.
@@ -80,6 +73,19 @@ _EXAMPLE_INPUTS = {
     "text-classification": '"This was a great movie!"',
     "token-classification": '"My name is Sarah and I live in London."',
 }
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What a task tells the model card about its model (the results come from the run's `report.TaskReport`)."""
+
+    task: str  # pipeline tag, e.g. "text-classification"
+    base_model: str  # `model_name_or_path` the run started from (Hub id or local path)
+    dataset_name: str | None  # Hub data set id, or None for local data
+    label_names: list[str]  # by label id
+    # What a user must know to use the model, for the "Model details" table, e.g. {"image_size": "224x224"}.
+    facts: dict[str, Any] = field(default_factory=dict)
+    library_name: str = "transformers"  # or "timm" (adds the timm snippet), "peft" (an adapter folder)
 
 
 class HubPushError(InputError):
@@ -290,18 +296,11 @@ def _check_not_public(api: HfApi, repo_id: str) -> None:
 
 def write_model_card(
     output_dir: str | Path,
+    card: CardFacts,
+    task_report: TaskReport,
     *,
-    base_model: str,
-    dataset_name: str | None,
-    task: str,
-    label_names: list[str],
-    results: dict[str, dict[str, float]],
     training_args: dict,
-    library_name: str = "transformers",
-    tags: list[str] = (),
-    extra_markdown: str = "",
     repo_id: str | None = None,
-    facts: dict[str, Any] | None = None,
 ) -> Path:
     """Write `output_dir/README.md`: a model card whose metadata carries the evaluation results (model-index).
 
@@ -314,55 +313,43 @@ def write_model_card(
 
     Args:
         output_dir: The run's output dir; the card is written there.
-        base_model: `model_name_or_path` the run started from (Hub id or local path).
-        dataset_name: Hub data set id, or None for local data.
-        task: Pipeline tag, e.g. "image-classification".
-        label_names: Class names, by class id.
-        results: Split -> metrics, as `report.write_report` returns them.
+        card: What the task says about the model.
+        task_report: The run's results (`metrics`), their names (`columns`), model-index types and note.
         training_args: Key hyperparameters for the card's table (learning rate, epochs, batch sizes, seed, ...).
-        library_name: "transformers", or "timm" for TimmWrapper models (adds the `timm.create_model` snippet).
-        tags: Extra Hub tags.
-        extra_markdown: Appended to the card's body as is.
         repo_id: The Hub repo the card is pushed to, for the usage snippets; None when not pushed.
-        facts: What a user must know to use the model, for the card's "Model details" table, e.g.
-            `{"image_size": "224x224"}` or `{"max_seq_length": 256}`.
 
     Returns:
         The path of the card.
     """
     output_dir = Path(output_dir)
-    base = _resolve_base_model(base_model)
+    base = _resolve_base_model(card.base_model)
+    dataset_name = card.dataset_name
     dataset_on_hub = dataset_name is not None and _is_hub_id(dataset_name)
     model_name = repo_id.split("/")[-1] if repo_id else output_dir.absolute().name
     card_data = ModelCardData(
         model_name=model_name,
         base_model=base.hub_id,
         datasets=[dataset_name] if dataset_on_hub else None,
-        library_name=library_name,
-        pipeline_tag=task,
-        tags=list(dict.fromkeys(["hf_ft", task, *tags])),
-        eval_results=_eval_results(task, dataset_name if dataset_on_hub else None, results) or None,
+        library_name=card.library_name,
+        pipeline_tag=card.task,
+        tags=list(dict.fromkeys(["hf_ft", card.task])),
+        eval_results=_eval_results(card.task, dataset_name if dataset_on_hub else None, task_report) or None,
         **base.license,
     )
     body = _card_body(
         model_name,
         base=base,
         dataset=f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})" if dataset_on_hub else "local data",
-        task=task,
-        label_names=label_names,
-        results=results,
+        card=card,
+        task_report=task_report,
         training_args=training_args,
-        facts=facts or {},
-        library_name=library_name,
         # Not the output_dir as given: an absolute path would leak the user's file system if pushed later.
         model_ref=repo_id or f"path/to/{model_name}",
         on_hub=repo_id is not None,
     )
-    if extra_markdown:
-        body += f"\n{extra_markdown.strip()}\n"
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+    model_card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
     path = output_dir / "README.md"
-    card.save(path)
+    model_card.save(path)
     return path
 
 
@@ -459,14 +446,14 @@ def _hub_license(repo_id: str) -> dict[str, str]:
     return _license_fields(_readme_metadata(Path(cached).parent)) if isinstance(cached, str) else {}
 
 
-def _eval_results(task: str, hub_dataset: str | None, results: dict[str, dict[str, float]]) -> list[EvalResult]:
+def _eval_results(task: str, hub_dataset: str | None, task_report: TaskReport) -> list[EvalResult]:
     """One `EvalResult` per split and model metric; local data is named as such (the Hub needs a data set entry)."""
     eval_results = []
-    for split, metrics in results.items():
+    for split, metrics in task_report.metrics.items():
         for metric, value in metrics.items():
             if not _is_model_metric(metric, value):
                 continue
-            metric_type, metric_args = _MODEL_INDEX_METRICS.get(metric, (metric, None))
+            metric_type, metric_args = task_report.card_metric_types.get(metric, (metric, None))
             eval_results.append(
                 EvalResult(
                     task_type=task,
@@ -475,7 +462,7 @@ def _eval_results(task: str, hub_dataset: str | None, results: dict[str, dict[st
                     dataset_name=hub_dataset or "local data",
                     dataset_split=split,
                     metric_type=metric_type,
-                    metric_name=md.metric_name(metric),
+                    metric_name=task_report.columns.get(metric, metric),
                     metric_args=metric_args,
                     metric_value=float(value),
                 )
@@ -493,28 +480,25 @@ def _card_body(
     *,
     base: _BaseModel,
     dataset: str,
-    task: str,
-    label_names: list[str],
-    results: dict[str, dict[str, float]],
+    card: CardFacts,
+    task_report: TaskReport,
     training_args: dict,
-    facts: dict[str, Any],
-    library_name: str,
     model_ref: str,
     on_hub: bool,
 ) -> str:
     """The Markdown under the metadata: what the model is, details, results, training, labels, how to use it."""
-    task_name = _TASK_NAMES.get(task, task).lower()
+    task_name = _TASK_NAMES.get(card.task, card.task).lower()
     sections = [
         f"# {model_name}\n\nThis model is {_base_phrase(base)} fine-tuned with hf_ft for {task_name} on {dataset}, "
-        f"with {len(label_names)} classes. {_license_sentence(base)}",
+        f"with {len(card.label_names)} labels. {_license_sentence(base)}",
     ]
-    if facts:
-        sections.append("## Model details\n\n" + _table(["detail", "value"], _public_rows(facts)))
+    if card.facts:
+        sections.append("## Model details\n\n" + _table(["detail", "value"], _public_rows(card.facts)))
     sections += [
-        "## Results\n\n" + _results_table(results),
+        "## Results\n\n" + _results_table(task_report),
         "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _public_rows(training_args)),
-        "## Labels\n\n" + _labels(label_names),
-        "## How to use\n\n" + _usage(task, library_name, model_ref, on_hub),
+        "## Labels\n\n" + _labels(card.label_names),
+        "## How to use\n\n" + _usage(card.task, card.library_name, model_ref, on_hub),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -533,16 +517,13 @@ def _license_sentence(base: _BaseModel) -> str:
     return "The base model's license is unknown here, so this card names none: check it before reusing the model."
 
 
-def _results_table(results: dict[str, dict[str, float]]) -> str:
+def _results_table(task_report: TaskReport) -> str:
+    results = task_report.metrics
     metrics = list(dict.fromkeys(metric for split_metrics in results.values() for metric in split_metrics))
     rows = [[split, *(_metric_cell(split_metrics.get(m)) for m in metrics)] for split, split_metrics in results.items()]
-    table = _table(["split", *(md.metric_name(m) for m in metrics)], rows)
-    if "f1" in metrics:
-        table += (
-            "\n\nMacro F1 is the unweighted mean of the per-class F1 over the classes present in each split (a class "
-            "absent from a split is left out, not counted as 0)."
-        )
-    return table
+    titles = {"num_samples": "Samples", **task_report.columns}
+    table = _table(["split", *(titles.get(m, m) for m in metrics)], rows)
+    return table + (f"\n\n{task_report.card_note}" if task_report.card_note else "")
 
 
 def _public_rows(values: dict[str, Any]) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""Markdown pieces shared by the reports and the model card: metric names, table cells, numbers, the config block."""
+"""Markdown pieces shared by the reports and the model card: table cells, numbers, the config block."""
 
 from __future__ import annotations
 
@@ -7,23 +7,12 @@ from typing import Any
 
 import yaml
 
-from hf_ft.metrics import TOP_K
 
-# Display names of hf_ft's metrics (`hf_ft.metrics.classification_metrics`), the same in reports and cards.
-# "f1" averages only the classes present in the split scored (see hf_ft.metrics), and the name says so: a reader
-# comparing it with a macro F1 over all classes would otherwise be misled.
-METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "f1": "Macro F1 (classes present in the split)",
-    f"top{TOP_K}_accuracy": f"Top-{TOP_K} accuracy",
-    "majority_baseline_accuracy": "Majority-class baseline accuracy",
-    "num_samples": "Samples",
-}
-
-
-def metric_name(key: str) -> str:
-    """The display name of metric `key`, or `key` itself for a metric hf_ft does not name."""
-    return METRIC_NAMES.get(key, key)
+def metric_value(key: str, value: Any) -> str:
+    """A metric as a table cell: accuracies as percentages, other scores to 4 decimals, "—" where there is none."""
+    if not is_number(value):
+        return "—"
+    return pct(value) if "accuracy" in key else f"{value:.4f}"
 
 
 def cell(text: Any) -> str:

@@ -16,6 +16,7 @@ Rules this module enforces, because PEFT alone gets them wrong for a freshly rep
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import re
 from pathlib import Path
@@ -32,15 +33,28 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+import transformers
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME
 
 from .args import ModelArguments, PeftArguments
 from .errors import InputError
-from .models import head_module_name, load_image_classifier
+from .hub import check_model_source
+from .models import head_module_name, new_head_module_names, offline_hint, set_labels
 
 logger = logging.getLogger(__name__)
+
+# PEFT task types (`task_type`) and the transformers Auto class that builds their base model, as PEFT's own
+# AutoPeftModelFor... classes pair them.
+_AUTO_CLASS_OF_TASK_TYPE = {
+    "SEQ_CLS": "AutoModelForSequenceClassification",
+    "TOKEN_CLS": "AutoModelForTokenClassification",
+    "CAUSAL_LM": "AutoModelForCausalLM",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
+    "QUESTION_ANS": "AutoModelForQuestionAnswering",
+    "FEATURE_EXTRACTION": "AutoModel",
+}
 
 SUPPORTED_METHODS: dict[str, type[PeftConfig]] = {
     "lora": LoraConfig,
@@ -123,8 +137,11 @@ def auto_target_modules(model: PreTrainedModel, peft_method: str = "lora") -> li
     return sorted(_shortest_suffixes(list(modules), chosen))
 
 
-def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments) -> PeftConfig:
+def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments, task_type: str | None = None) -> PeftConfig:
     """The PEFT config for `peft_args.peft_method` on `model`, head and BatchNorm layers in `modules_to_save`.
+
+    `task_type` is PEFT's name for the task ("SEQ_CLS", "TOKEN_CLS", ...; None where PEFT has none, as for images):
+    PEFT then wraps the model in the matching `PeftModelFor...`, which passes `labels` through to the model.
 
     Knobs: `lora_r` is the rank (`r`) for lora/loha/lokr and the number of blocks (`r`) per layer for OFT (PEFT
     derives the block size, in_features / r, and rounds r to a divisor of in_features when it is not one);
@@ -137,7 +154,11 @@ def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments) -> PeftC
     """
     method = _check_method(peft_args.peft_method)
     targets = _resolve_targets(model, peft_args.target_modules, method)
-    kwargs = {"target_modules": targets, "modules_to_save": _modules_to_save(model, peft_args.modules_to_save)}
+    kwargs = {
+        "target_modules": targets,
+        "modules_to_save": _modules_to_save(model, peft_args.modules_to_save),
+        "task_type": task_type,
+    }
     if method == "lora":
         kwargs.update(
             r=peft_args.lora_r,
@@ -162,8 +183,10 @@ def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments) -> PeftC
     return config
 
 
-def apply_peft(model: PreTrainedModel, peft_args: PeftArguments) -> PeftModel:
+def apply_peft(model: PreTrainedModel, peft_args: PeftArguments, task_type: str | None = None) -> PeftModel:
     """Wrap `model` with the adapter `peft_args` asks for; only adapter, head and BatchNorm weights train.
+
+    `task_type`: see `build_peft_config`.
 
     Logs the target modules and the trainable parameter count and share. A 4-bit (QLoRA) model is first
     prepared with PEFT's `prepare_model_for_kbit_training`; gradient checkpointing stays TrainingArguments'
@@ -173,7 +196,7 @@ def apply_peft(model: PreTrainedModel, peft_args: PeftArguments) -> PeftModel:
         InputError: see `build_peft_config`, or a setting PEFT refuses when wrapping (e.g. an unknown
             `init_lora_weights`).
     """
-    config = build_peft_config(model, peft_args)
+    config = build_peft_config(model, peft_args, task_type)
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     try:
@@ -219,7 +242,10 @@ def save_merged(model: PeftModel, output_dir: str | Path) -> None:
 def load_adapter_model(
     base_model_name_or_path: str | None, adapter_dir: str | Path, label_names: list[str] | None = None, **load_kwargs
 ) -> PeftModel:
-    """Rebuild the base classifier with a head for `label_names` and load the trained adapter onto it.
+    """Rebuild the base model with a head for `label_names` and load the trained adapter onto it.
+
+    The base model's class (its head) is the one the adapter was trained on, recorded by PEFT in
+    `adapter_config.json`, so this works for every task.
 
     Args:
         base_model_name_or_path: the base checkpoint; None takes the one recorded in `adapter_config.json`.
@@ -233,8 +259,9 @@ def load_adapter_model(
     Raises:
         InputError: no base checkpoint is given or recorded; FileNotFoundError: it does not exist.
     """
+    peft_config = PeftConfig.from_pretrained(str(adapter_dir))
     if base_model_name_or_path is None:
-        base_model_name_or_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+        base_model_name_or_path = peft_config.base_model_name_or_path
         if not base_model_name_or_path:
             raise InputError(f"{adapter_dir}/adapter_config.json names no base model; pass base_model_name_or_path.")
     if label_names is None:
@@ -243,9 +270,32 @@ def load_adapter_model(
         except (OSError, ValueError):
             raise InputError(f"{adapter_dir} holds no {CONFIG_NAME} with the label names; pass label_names.") from None
         label_names = [config.id2label[i] for i in range(config.num_labels)]
+    model_class = _base_model_class(peft_config, adapter_dir)
     model_args = ModelArguments(model_name_or_path=base_model_name_or_path, **load_kwargs)
-    base, _ = load_image_classifier(model_args, label_names)
+    source = model_args.model_name_or_path
+    check_model_source(source, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
+    hub_kwargs = model_args.hub_kwargs()
+    with offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        set_labels(config, label_names)
+        base = model_class.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
+        )
     return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def _base_model_class(peft_config: PeftConfig, adapter_dir: str | Path) -> type[PreTrainedModel]:
+    """The class the adapter was trained on: PEFT's `task_type` names its Auto class; without one, PEFT records the
+    class itself (`auto_mapping`)."""
+    if peft_config.task_type in _AUTO_CLASS_OF_TASK_TYPE:
+        return getattr(transformers, _AUTO_CLASS_OF_TASK_TYPE[peft_config.task_type])
+    auto_mapping = getattr(peft_config, "auto_mapping", None)
+    if not auto_mapping:
+        raise InputError(
+            f"{adapter_dir}/adapter_config.json records no base model class (`auto_mapping`, `task_type`); load the "
+            "base model with its head yourself and call peft.PeftModel.from_pretrained(base, adapter_dir)."
+        )
+    return getattr(importlib.import_module(auto_mapping["parent_library"]), auto_mapping["base_model_class"])
 
 
 def _resolvable(name_or_path: str) -> str:
@@ -288,11 +338,10 @@ def _resolve_targets(model: PreTrainedModel, target_modules: list[str], method: 
 
 
 def _modules_to_save(model: PreTrainedModel, extra: list[str]) -> list[str]:
-    """The head's layers, every BatchNorm layer, and the user's extra modules (as given)."""
+    """The head's layers (and the new ones in front of it), every BatchNorm layer, and the user's extra modules."""
     modules = dict(model.named_modules())
-    head = head_module_name(model)
     chosen = {name for name, module in modules.items() if isinstance(module, nn.modules.batchnorm._BatchNorm)}
-    if head is not None:
+    for head in new_head_module_names(model):
         # The head's layers that hold weights, not a container around them (transformers ResNet's
         # `classifier` is Sequential(Flatten, Linear)): PEFT's merge_and_unload for loha/lokr/ia3/oft reads
         # `.weight` from every saved module and fails on a Sequential.

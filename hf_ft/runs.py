@@ -1,9 +1,10 @@
-"""A run's lifecycle around `Trainer.train`: the checks before any work, the output dir, and a training that is
-never done twice.
+"""A run's lifecycle around `Trainer.train`, the same for every task: the checks before any work, the output dir, a
+training that is never done twice, and the end of the run.
 
-    run = runs.start(training_args, run_args)          # bad values, trackers, push target, output dir, seed
+    run = runs.start(training_args, *arguments)         # logging, checks, push target, output dir, seed
     ...                                                 # data, model, trainer
     train_metrics = runs.train(trainer, run, run_args)  # trains, resumes, or reloads a finished training
+    results = runs.finish(trainer, run, ...)            # predicts the eval splits; report, card, merged model, push
 
 `output_dir` is one run's: empty or new starts fresh; the same arguments again resume from the last complete
 checkpoint, or, when training already finished, reload the trained model so that a report, card or push that failed
@@ -12,6 +13,7 @@ is redone without training again; other arguments are refused, unless the earlie
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,21 +21,30 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import datasets
+import numpy as np
 import transformers
 import yaml
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 from transformers.integrations.integration_utils import get_available_reporting_integrations
 
-from . import hub
+from . import hub, peft, report, speed
+from .args import (
+    ARGS_FILE,
+    ModelArguments,
+    PeftArguments,
+    ReportArguments,
+    check_peft_and_freezing,
+    non_default,
+    to_plain_dict,
+)
 from .checkpoints import TRAINER_STATE_FILE, CheckpointError, is_complete_checkpoint, last_complete_checkpoint
 from .errors import InputError
 
 logger = logging.getLogger("hf_ft")
 
-ARGS_FILE = "args.yaml"
 # Written by `train` after the model and trainer state: its presence means the training finished and was saved.
 TRAIN_RESULTS_FILE = "train_results.json"
 # What an attempt leaves once it has trained something worth keeping.
@@ -71,6 +82,13 @@ _TRACKER_INSTALLS = {
 }
 
 
+class Prediction(NamedTuple):
+    """A split's model outputs (the logits, or the first of the outputs when the model returns several) and labels."""
+
+    predictions: np.ndarray
+    label_ids: np.ndarray
+
+
 class OutputDirError(InputError):
     """`output_dir` holds something this run must not overwrite, or cannot be written."""
 
@@ -85,34 +103,39 @@ class Run:
     repo_id: str | None  # the Hub repo pushed to at the end (checked), or None
 
 
-def setup_logging(is_main_process: bool) -> None:
-    """INFO logs from hf_ft on the main process, warnings only from the libraries and other processes."""
-    level = logging.INFO if is_main_process else logging.WARNING
+def setup_logging(training_args: TrainingArguments, *arguments: Any) -> None:
+    """INFO logs from hf_ft on the main process, warnings only from the libraries and other processes; then the
+    arguments the user chose (those that differ from the parser's defaults), `training_args` last."""
+    level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout, level=level)
     logger.setLevel(level)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
+    logger.info("Arguments (non-default): %s", non_default(*arguments, training_args, defaults=speed.parser_defaults()))
 
 
 def start(
     training_args: TrainingArguments,
-    run_args: dict[str, Any],
-    *,
+    *arguments: Any,
     checkpoints: Sequence[tuple[str | None, str]] = (),
     cache_dir: str | None = None,
 ) -> Run:
-    """The checks that need no data, in the order of their cost, then the output dir and the seed.
+    """Logging, the checks that need no data in the order of their cost, then the output dir and the seed.
 
-    Call it before loading any data or model. `run_args` are the run's arguments as `to_plain_dict` gives them,
-    compared with an earlier run's `args.yaml`. `checkpoints` are the (name_or_path, revision) pairs the run loads
-    (None names are skipped), found locally or, offline, in the Hub cache (`cache_dir`). `training_args.push_to_hub`
-    is switched off for the Trainer: hf_ft pushes once, at the end, with the report and card (`Run.repo_id`).
+    Call it first in a recipe, before any data or model is loaded. `arguments` are the recipe's argument dataclasses
+    other than `training_args`: they are logged, checked against each other (`check_arguments`) and, as
+    `to_plain_dict` gives them, compared with an earlier run's `args.yaml`. `checkpoints` are the
+    (name_or_path, revision) pairs the run loads (None names are skipped), found locally or, offline, in the Hub
+    cache (`cache_dir`). `training_args.push_to_hub` is switched off for the Trainer: hf_ft pushes once, at the end,
+    with the report and card (`Run.repo_id`).
 
     Raises:
-        InputError: a training value that cannot work, a tracker that is not installed, a checkpoint that cannot be
-            found (or FileNotFoundError), a push that cannot succeed (`hub.HubPushError`), or an output dir that is
-            a file, cannot be written or holds another run.
+        InputError: arguments that contradict each other, a training value that cannot work, a tracker that is not
+            installed, a checkpoint that cannot be found (or FileNotFoundError), a push that cannot succeed
+            (`hub.HubPushError`), or an output dir that is a file, cannot be written or holds another run.
     """
+    setup_logging(training_args, *arguments)
+    check_arguments(*arguments)
     check_training_values(training_args)
     check_trackers(training_args.report_to)
     for name_or_path, revision in checkpoints:
@@ -128,17 +151,37 @@ def start(
     check_writable(training_args.output_dir)
     with training_args.main_process_first(desc="output_dir check"):
         resume_from, trained = prepare_output_dir(
-            training_args.output_dir, run_args, resume_from_checkpoint=training_args.resume_from_checkpoint
+            training_args.output_dir,
+            to_plain_dict(*arguments, training_args),
+            resume_from_checkpoint=training_args.resume_from_checkpoint,
         )
     set_seed(training_args.seed)
     return Run(Path(training_args.output_dir), resume_from, trained, repo_id)
 
 
-def recorded_args(run_args: dict[str, Any], run: Run) -> dict[str, Any]:
-    """`run_args` as the run really goes: pushed to `run.repo_id` at the end (the Trainer itself never pushes)."""
+def recorded_args(run: Run, training_args: TrainingArguments, *arguments: Any) -> dict[str, Any]:
+    """The arguments as the run really goes (pass `training_args` as resolved by `speed.resolve_training_args`):
+    pushed to `run.repo_id` at the end, since the Trainer itself never pushes. They go to args.yaml and the report."""
+    run_args = to_plain_dict(*arguments, training_args)
     if run.repo_id is None:
         return run_args
     return {**run_args, "push_to_hub": True, "hub_model_id": run.repo_id}
+
+
+def check_arguments(*arguments: Any) -> None:
+    """The checks between hf_ft's argument dataclasses, and those that need the machine, before any work.
+
+    Raises:
+        InputError: an adapter with freezing options, QLoRA without a GPU, or a `compare_with` dir without results.
+    """
+    given = {type(argument): argument for argument in arguments}
+    model_args, peft_args = given.get(ModelArguments), given.get(PeftArguments)
+    if model_args is not None and peft_args is not None:
+        check_peft_and_freezing(model_args, peft_args)
+    if peft_args is not None:
+        peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
+    if ReportArguments in given:
+        report.check_compare_with(given[ReportArguments].compare_with)
 
 
 def check_training_values(training_args: TrainingArguments) -> None:
@@ -272,6 +315,112 @@ def train(trainer: Trainer, run: Run, run_args: dict[str, Any]) -> dict[str, flo
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)  # last: it marks the training as finished
     return result.metrics
+
+
+def finish(
+    trainer: Trainer,
+    run: Run,
+    *,
+    splits: Mapping[str, datasets.Dataset],
+    evaluate: Callable[[Path, dict[str, Prediction]], report.TaskReport],
+    about: report.About,
+    card: hub.CardFacts,
+    run_args: dict[str, Any],
+    train_metrics: dict[str, float],
+    peft_args: PeftArguments,
+    report_args: ReportArguments,
+    save_with_model: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """End a run: predict `eval_splits`, then, on the main process, the report, the card, the merged model, the push.
+
+    Args:
+        trainer: The trained (or reloaded) Trainer.
+        run: What `start` decided (output dir, push target).
+        splits: The prepared splits, as the trainer takes them: "validation" and "test" (those there are) are
+            predicted and scored.
+        evaluate: The task's scoring: writes its own files into the output dir and returns its `TaskReport`.
+        about: What the report says about the run beyond the trainer's state.
+        card: What the model card says about the model.
+        run_args: The resolved arguments (`recorded_args`), shown in the report.
+        train_metrics: What `train` returned.
+        peft_args: The PEFT method trained, if any (`output_dir` then holds an adapter), and `merge_adapter`: also
+            write `output_dir/merged`, the adapter merged into its base (loads without PEFT).
+        report_args: `compare_with`, the output dirs of earlier runs shown side by side in the report.
+        save_with_model: Writes what the model needs beside it (processor, tokenizer) into a dir: called for
+            `output_dir` and the merged model.
+
+    Returns:
+        Per split metrics (empty on other processes).
+    """
+    predictions = predict(trainer, {name: splits[name] for name in ("validation", "test") if name in splits})
+    peft_method = peft_args.peft_method
+    results: dict[str, dict[str, float]] = {}
+    if trainer.is_world_process_zero():
+        output_dir = run.output_dir
+        task_report = evaluate(output_dir, predictions)
+        adapter = {"method": peft_method, "size_bytes": peft.adapter_size_bytes(output_dir)} if peft_method else None
+        summary = {
+            "run_name": trainer.args.run_name,
+            "model": card.base_model,
+            "dataset": about.dataset,
+            "task": card.task,
+            "config": run_args,
+            "num_samples": about.num_samples,
+            "trainable_parameters": about.parameters[0],
+            "total_parameters": about.parameters[1],
+            "train_runtime_s": train_metrics.get("train_runtime"),
+            "adapter": adapter,
+            "teacher": about.teacher,
+        }
+        results = report.write_report(
+            output_dir, task_report, summary, trainer.state.log_history, report_args.compare_with
+        )
+        hub.write_model_card(
+            output_dir,
+            dataclasses.replace(card, library_name="peft") if peft_method else card,
+            task_report,
+            training_args=_card_hyperparameters(trainer.args),
+            repo_id=run.repo_id,
+        )
+        saved_dirs = [str(output_dir)]
+        if peft_method and peft_args.merge_adapter:
+            saved_dirs.append(str(output_dir / "merged"))
+            peft.save_merged(trainer.model, saved_dirs[-1])
+            logger.info("Merged model (loads with pipeline(), no PEFT) in %s", saved_dirs[-1])
+        if save_with_model is not None:
+            for directory in saved_dirs:
+                save_with_model(directory)
+        if run.repo_id:
+            args = trainer.args
+            url = hub.push_to_hub(output_dir, run.repo_id, token=args.hub_token, private=args.hub_private_repo)
+            logger.info("Pushed to %s", url)
+        logger.info("Model, report and card in %s (open %s first)", output_dir, report.REPORT_FILE)
+    trainer.end()
+    return results
+
+
+def predict(trainer: Trainer, splits: Mapping[str, datasets.Dataset]) -> dict[str, Prediction]:
+    """Each split's predictions, with its metrics logged (prefixed "eval" for validation, else the split's name)."""
+    # `predict`, never `evaluate(split)`: with persistent workers, Trainer.get_eval_dataloader caches its loader
+    # under the dataset's name, and every dataset object is named "eval": it would evaluate validation again.
+    predictions = {}
+    for name, split in splits.items():
+        output = trainer.predict(split, metric_key_prefix="eval" if name == "validation" else name)
+        trainer.log_metrics(name, output.metrics)
+        outputs = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        predictions[name] = Prediction(np.asarray(outputs), np.asarray(output.label_ids))
+    return predictions
+
+
+def _card_hyperparameters(args: TrainingArguments) -> dict[str, Any]:
+    return {
+        "learning_rate": args.learning_rate,
+        "num_train_epochs": args.num_train_epochs,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "seed": args.seed,
+        "mixed_precision": args.mixed_precision,
+    }
 
 
 def write_args(output_dir: str | Path, run_args: dict[str, Any]) -> None:

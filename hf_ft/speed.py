@@ -21,8 +21,6 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import is_torch_tf32_available
 
-from .training import global_batch_size
-
 logger = logging.getLogger("hf_ft")
 
 # A cap, so a 128-core machine does not fork 127 processes that each hold their prefetched batches; 16 workers
@@ -52,11 +50,12 @@ def dataloader_workers() -> int:
     return max(0, min(MAX_DATALOADER_WORKERS, cores // processes_here - 1))
 
 
-def resolve_training_args(training_args: TrainingArguments, *, num_train_samples: int) -> TrainingArguments:
-    """`training_args` with the undecided speed options decided (`speed_choices`) for this machine.
+def resolve_training_args(training_args: TrainingArguments, *, train_size: int) -> TrainingArguments:
+    """`training_args` with the undecided speed options decided (`speed_choices`) for this machine and this run.
 
-    `num_train_samples` is the number of samples the run will train on, all epochs together.
+    `train_size` is the number of training samples; the run's length follows from it (`planned_train_samples`).
     """
+    num_train_samples = planned_train_samples(training_args, train_size)
     on_gpu = training_args.device.type == "cuda"
     changes = speed_choices(
         training_args,
@@ -75,6 +74,7 @@ def resolve_training_args(training_args: TrainingArguments, *, num_train_samples
         resolved.dataloader_num_workers,
         " (persistent)" if resolved.dataloader_persistent_workers else "",
     )
+    logger.info("Effective global batch size: %d (%d processes)", global_batch_size(resolved), resolved.world_size)
     return resolved
 
 
@@ -94,7 +94,7 @@ def speed_choices(
     - persistent data loader workers whenever there are workers. Restarting them forks the training process
       again for every worker, each epoch and each evaluation: 0.15-0.27 s an epoch with one worker, 0.24-0.39 s
       with two, from a 4.9 GB process (`benchmarks/worker_restart_cost.py`, 2 CPU cores). A resume still ends
-      where an unbroken run ends: augmentation is seeded by batch (`hf_ft.data.seeding`).
+      where an unbroken run ends: augmentation is seeded by batch (`hf_ft.vision.seeding`).
     """
     choices = {}
     if training_args.bf16 is None:
@@ -109,26 +109,15 @@ def speed_choices(
     return choices
 
 
+def global_batch_size(training_args: TrainingArguments) -> int:
+    """Samples per optimizer step, all processes and gradient accumulation together."""
+    return (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
+    )
+
+
 def planned_train_samples(training_args: TrainingArguments, train_size: int) -> int:
     """How many samples the run trains on: `max_steps` batches when set, else `num_train_epochs` passes."""
     if training_args.max_steps > 0:
         return training_args.max_steps * global_batch_size(training_args)
     return int(training_args.num_train_epochs * train_size)
-
-
-def is_convnet(model: torch.nn.Module) -> bool:
-    """More than one 2-d convolution: a ViT's patch embedding alone does not make a convnet."""
-    return sum(isinstance(module, torch.nn.Conv2d) for module in model.modules()) > 1
-
-
-def use_channels_last(model: torch.nn.Module) -> bool:
-    """Store a convnet's weights channels-last (NHWC), the layout cuDNN and oneDNN convolutions run fastest in.
-
-    Measured on 2 CPU cores: a training step 24% faster for EfficientNet-Lite0, 16% for ResNet-50; on GPUs the
-    tensor-core convolutions want NHWC too. The inputs follow: a convolution whose weight is channels-last
-    returns channels-last. Returns whether the layout was changed.
-    """
-    if not is_convnet(model):
-        return False
-    model.to(memory_format=torch.channels_last)
-    return True

@@ -18,30 +18,18 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-from transformers import TrainingArguments, set_seed
+from transformers import TrainingArguments
 
-from hf_ft import hub, peft, report, runs, speed
-from hf_ft.args import (
-    DistillationArguments,
-    ImageDataArguments,
-    ModelArguments,
-    PeftArguments,
-    ReportArguments,
-    check_peft_and_freezing,
-    non_default,
-    to_plain_dict,
-)
+from hf_ft import peft, report, runs, speed
+from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
 from hf_ft.cli import run_recipe
-from hf_ft.data import attach_transforms, load_image_classification_data
-from hf_ft.data.cache import cache_decoded_images, cached_size_for
-from hf_ft.data.labels import label_counts
-from hf_ft.data.transforms import data_config
-from hf_ft.distillation import load_teacher
-from hf_ft.freezing import FreezeBackboneCallback, set_trainable
-from hf_ft.models import count_parameters, is_timm, load_image_classifier
-from hf_ft.runs import setup_logging
-from hf_ft.training import classification_trainer, global_batch_size
+from hf_ft.compress.args import DistillationArguments
+from hf_ft.compress.distillation import load_teacher
+from hf_ft.freezing import choose_trainable
+from hf_ft.models import log_model_size
+from hf_ft.tasks import image_classification as task
+from hf_ft.tasks.image_classification import ImageDataArguments
+from hf_ft.vision.models import use_channels_last
 
 logger = logging.getLogger("hf_ft")
 
@@ -54,31 +42,15 @@ def main(
     report_args: ReportArguments,
     training_args: TrainingArguments,
 ) -> dict[str, dict[str, float]]:
-    setup_logging(training_args.should_log)
-    logger.info(
-        "Arguments (non-default): %s",
-        non_default(
-            model_args,
-            data_args,
-            peft_args,
-            distillation_args,
-            report_args,
-            training_args,
-            defaults=speed.parser_defaults(),
-        ),
-    )
+    arguments = (model_args, data_args, peft_args, distillation_args, report_args)
 
-    # ---- Checks that need no data, cheapest first (sources, trackers, push); then the output dir ----
-    check_peft_and_freezing(model_args, peft_args)
-    quantization = peft.quantization_config(peft_args)  # QLoRA: fails here, not after loading, without a GPU
-    report.check_compare_with(report_args.compare_with)
+    # ---- Logging, and every check that needs no data, cheapest first; then the output dir ----
     training_args.remove_unused_columns = False  # the transforms need the raw `image` column
     if peft_args.peft_method:
         training_args.label_names = ["labels"]  # PEFT's forward(*args, **kwargs) hides `labels` from the Trainer
-    arguments = (model_args, data_args, peft_args, distillation_args, report_args)
     run = runs.start(
         training_args,
-        to_plain_dict(*arguments, training_args),
+        *arguments,
         checkpoints=[
             (model_args.model_name_or_path, model_args.model_revision),
             (distillation_args.teacher_model_name_or_path, distillation_args.teacher_model_revision),
@@ -88,139 +60,56 @@ def main(
 
     # ---- Data ----
     with training_args.main_process_first(desc="loading data"):  # one process fills the datasets cache
-        data = load_image_classification_data(
+        data = task.load_image_classification_data(
             data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
         )
-    logger.info("Splits: %s", {name: len(split) for name, split in data.splits.items()})
-    logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
+    logger.info("Splits: %s; %d labels: %s", dict(data.splits.num_rows), len(data.label_names), data.label_names[:30])
 
-    # ---- Model ----
-    model, processor = load_image_classifier(
-        model_args, data.label_names, image_size=data_args.image_size, quantization_config=quantization
+    # ---- Model (labels matched with the checkpoint's by name) ----
+    model, processor = task.load_image_classifier(
+        model_args, data.label_names, image_size=data_args.image_size, quantization_config=peft.quantization_config(peft_args)
     )
-    if speed.use_channels_last(model):
+    data = task.follow_model_labels(data, model)
+    if use_channels_last(model):
         logger.info("Convnet: weights stored channels-last (NHWC), the faster layout for convolutions")
-    if peft_args.peft_method:
-        model = peft.apply_peft(model, peft_args)  # adapters + the new head and BatchNorm layers train
-    else:
-        set_trainable(model, model_args.trainable_blocks)
-    trainable, total = count_parameters(model)
-    logger.info(
-        "Model %s: %s trainable of %s parameters (%.1f%%)",
-        type(model).__name__,
-        f"{trainable:,}",
-        f"{total:,}",
-        100 * trainable / total,
-    )
-
-    # ---- Teacher (knowledge distillation, optional) ----
+    model, callbacks = choose_trainable(model, model_args, peft_args)  # adapters, or freezing
+    parameters = log_model_size(model)
     teacher = None
-    if distillation_args.teacher_model_name_or_path:
+    if distillation_args.teacher_model_name_or_path:  # knowledge distillation
         teacher = load_teacher(
             distillation_args, data.label_names, processor, token=model_args.token, cache_dir=model_args.cache_dir
         )
-        logger.info(
-            "Distilling from %s (alpha %.2f, T %.1f)",
-            distillation_args.teacher_model_name_or_path,
-            teacher.alpha,
-            teacher.temperature,
-        )
 
     # ---- Trainer ----
-    training_args = speed.resolve_training_args(
-        training_args, num_train_samples=speed.planned_train_samples(training_args, len(data.splits["train"]))
-    )
-    if data_args.cache_images:  # decode every training image once, not once an epoch
-        with training_args.main_process_first(desc="caching decoded images"):
-            data.splits["train"] = cache_decoded_images(
-                data.splits["train"],
-                max_size=cached_size_for(processor),
-                num_proc=training_args.dataloader_num_workers or None,
-            )
-    splits = attach_transforms(data.splits, processor, data_args)
-    callbacks = []
-    if model_args.freeze_backbone_epochs > 0:
-        callbacks.append(FreezeBackboneCallback(model, model_args.freeze_backbone_epochs, model_args.trainable_blocks))
-    trainer = classification_trainer(
+    training_args = speed.resolve_training_args(training_args, train_size=len(data.splits["train"]))
+    splits = task.training_splits(data, processor, data_args, training_args)
+    trainer = task.classification_trainer(
         model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks
     )
-    global_batch = global_batch_size(training_args)
-    logger.info("Effective global batch size: %d (%d processes)", global_batch, training_args.world_size)
 
     # ---- Train (or reload a training that finished before a failed report or push) ----
-    run_args = runs.recorded_args(to_plain_dict(*arguments, training_args), run)  # as resolved: what runs
+    run_args = runs.recorded_args(run, training_args, *arguments)  # as resolved: what runs
     train_metrics = runs.train(trainer, run, run_args)  # with PEFT, output_dir holds the adapter folder only
 
-    # ---- Evaluate on validation and test ----
-    # `predict`, never `evaluate(split)`: with persistent workers, Trainer.get_eval_dataloader caches its loader
-    # under the dataset's name, and every dataset object is named "eval": it would evaluate validation again
-    predictions = {}
-    for name in ("validation", "test"):
-        if name in splits:
-            output = trainer.predict(splits[name], metric_key_prefix="eval" if name == "validation" else "test")
-            trainer.log_metrics(name, output.metrics)
-            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            predictions[name] = (np.asarray(logits), np.asarray(output.label_ids))
-
-    # ---- Report, model card, merged model, push (main process only) ----
-    results: dict[str, dict[str, float]] = {}
-    if trainer.is_world_process_zero():
-        adapter = None
-        if peft_args.peft_method:
-            adapter = {"method": peft_args.peft_method, "size_bytes": peft.adapter_size_bytes(training_args.output_dir)}
-        results = report.write_report(
-            training_args.output_dir,
-            splits=predictions,
-            label_names=data.label_names,
-            train_label_counts=label_counts(data.splits["train"], len(data.label_names)).tolist(),
-            log_history=trainer.state.log_history,
-            summary={
-                "run_name": training_args.run_name,
-                "model": model_args.model_name_or_path,
-                "dataset": data_args.dataset_name or data_args.train_dir or data_args.train_file,
-                "task": "image-classification",
-                "config": run_args,
-                "num_samples": {name: len(split) for name, split in data.splits.items()},
-                "trainable_parameters": trainable,
-                "total_parameters": total,
-                "train_runtime_s": train_metrics.get("train_runtime"),
-                "adapter": adapter,
-                "teacher": distillation_args.teacher_model_name_or_path,
-            },
-            compare_with=report_args.compare_with,
-        )
-        hub.write_model_card(
-            training_args.output_dir,
-            base_model=model_args.model_name_or_path,
-            dataset_name=data_args.dataset_name,
-            task="image-classification",
-            label_names=data.label_names,
-            results=results,
-            facts={"image_size": "{1}x{2}".format(*data_config(processor)["input_size"])},  # height x width
-            training_args={
-                "learning_rate": training_args.learning_rate,
-                "num_train_epochs": training_args.num_train_epochs,
-                "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                "effective_batch_size": global_batch,
-                "seed": training_args.seed,
-                "mixed_precision": training_args.mixed_precision,
-            },
-            library_name="peft" if adapter else "timm" if is_timm(model) else "transformers",
-            repo_id=run.repo_id,
-        )
-        if peft_args.merge_adapter:
-            merged_dir = f"{training_args.output_dir}/merged"
-            peft.save_merged(trainer.model, merged_dir)
-            processor.save_pretrained(merged_dir)
-            logger.info("Merged model (loads with pipeline(), no PEFT) in %s", merged_dir)
-        if run.repo_id:
-            url = hub.push_to_hub(
-                training_args.output_dir, run.repo_id, token=training_args.hub_token, private=training_args.hub_private_repo
-            )
-            logger.info("Pushed to %s", url)
-        logger.info("Model, report and card in %s (open report.md first)", training_args.output_dir)
-    trainer.end()
-    return results
+    # ---- Evaluate validation and test; report, model card, merged model, push ----
+    return runs.finish(
+        trainer,
+        run,
+        splits=splits,
+        evaluate=lambda output_dir, predictions: task.evaluate(output_dir, predictions, data),
+        about=report.About(
+            dataset=data_args.dataset_name or data_args.train_dir or data_args.train_file,
+            num_samples=dict(data.splits.num_rows),
+            parameters=parameters,
+            teacher=distillation_args.teacher_model_name_or_path,
+        ),
+        card=task.card_facts(model_args, data_args, data, processor, model),
+        run_args=run_args,
+        train_metrics=train_metrics,
+        peft_args=peft_args,
+        report_args=report_args,
+        save_with_model=processor.save_pretrained,
+    )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def digits_lite0(tmp_path_factory, digits_dir):
 
     from hf_ft.args import ModelArguments
     from hf_ft.assets import convert_efficientnet_lite0
-    from hf_ft.data.transforms import eval_transform
-    from hf_ft.models import load_image_classifier
+    from hf_ft.tasks.image_classification import load_image_classifier
+    from hf_ft.vision.transforms import eval_transform
 
     checkpoint = convert_efficientnet_lite0(tmp_path_factory.mktemp("ckpt") / "efficientnet_lite0")
     torch.manual_seed(0)  # the new head's initialisation, so the fit is the same every session
@@ -114,3 +114,23 @@ def digits_lite0(tmp_path_factory, digits_dir):
     with torch.inference_mode():
         test_logits = torch.cat([model(pixel_values=torch.from_numpy(b)).logits for b in np.array_split(pixels["test"], 4)])
     return SimpleNamespace(model=model, processor=processor, pixels=pixels, labels=labels, test_logits=test_logits.numpy())
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> list:
+    """A Hub that records calls instead of making them, logged in as `alice`: the events, in order, are "whoami",
+    ("create_repo", repo_id) and ("upload_folder", repo_id, the uploaded folder's file names)."""
+    from huggingface_hub import HfApi
+
+    events = []
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("hf_ft.hub.get_token", lambda: "hf_test_token")
+    monkeypatch.setattr(HfApi, "whoami", lambda self, token=None, **kw: events.append("whoami") or {"name": "alice"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: events.append(("create_repo", repo_id)))
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        events.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+        return type("Commit", (), {"commit_url": "https://huggingface.co/commit"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return events

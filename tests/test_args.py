@@ -8,16 +8,9 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from hf_ft.args import (
-    CompressionArguments,
-    ConfigError,
-    DistillationArguments,
-    ImageDataArguments,
-    ModelArguments,
-    PeftArguments,
-    ReportArguments,
-    parse_args,
-)
+from hf_ft.args import ConfigError, ModelArguments, PeftArguments, ReportArguments, parse_args
+from hf_ft.compress.args import CompressionArguments, DistillationArguments
+from hf_ft.tasks.image_classification import ImageDataArguments
 
 from .conftest import REPO
 

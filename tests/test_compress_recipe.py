@@ -7,20 +7,20 @@ pruned (structured, iterative, fine-tuned), quantized and exported; every varian
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import REPO
-from .test_image_cls_recipe import _env, free_port, launch, recipe_config, results, write_config
+from . import recipe_runs
+from .recipe_runs import results
+from .test_image_cls_recipe import launch, recipe_config, write_config
 
 pytestmark = pytest.mark.slow
 
 COMPRESS = REPO / "recipes" / "compress.py"
-CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,7 @@ def compress_config(tmp_path: Path, digits_dir: Path, model: Path, student: Path
     return write_config(tmp_path, digits_dir, output_dir, **{**compression, **overrides})
 
 
-def compress(config: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
-               "--main_process_port", str(free_port()), str(COMPRESS), "--config", str(config), *extra]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env(), timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"compress failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result
+compress = partial(recipe_runs.launch, COMPRESS)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +81,7 @@ def test_every_variant_is_measured_in_one_report(compressed, finetuned):
     # The ONNX export computes the same function.
     assert rows["ONNX"]["agreement"] >= 0.99
     assert rows["ONNX int8 static"]["size_bytes"] < 0.5 * rows["ONNX"]["size_bytes"]
-    from hf_ft.onnx_export import detect_int8_target
+    from hf_ft.compress.onnx_export import detect_int8_target
 
     target = detect_int8_target()  # `auto`: this CPU's family, stated in the method and the report's note
     assert rows["ONNX int8 static"]["method"].endswith(f"for {target} CPUs)")
@@ -105,10 +99,9 @@ def test_every_variant_is_measured_in_one_report(compressed, finetuned):
 
 
 def test_structured_pruning_reaches_its_targets_and_reloads(compressed, digits_dir):
-    from hf_ft.data import load_image_classification_data
-    from hf_ft.args import ImageDataArguments
-    from hf_ft.inference import pixel_array
-    from hf_ft.models import load_saved_classifier
+    from hf_ft.compress.inference import pixel_array
+    from hf_ft.compress.pruning import load_saved_classifier
+    from hf_ft.tasks.image_classification import ImageDataArguments, load_image_classification_data
     from transformers import AutoImageProcessor
 
     rows = _rows(compressed)

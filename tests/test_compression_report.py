@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from hf_ft.compression_report import VariantResult, static_int8_note, write_compression_report
-from hf_ft.inference import measure_latency, predict_batches, weights_size_bytes
+from hf_ft.compress.inference import measure_latency, predict_batches, weights_size_bytes
+from hf_ft.compress.report import VariantResult, static_int8_note, write_compression_report
 
 
 def _variant(name, accuracy, size, latency, **kw):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_ft.args import ImageDataArguments
-from hf_ft.data import load_image_classification_data
 from hf_ft.data import sources
 from hf_ft.errors import InputError
+from hf_ft.tasks.image_classification import ImageDataArguments, load_image_classification_data
+from hf_ft.vision import imagefolder
 
 
 def make_images(root: Path, labels: dict[str, int], size: int = 12, seed: int = 0) -> list[Path]:
@@ -293,9 +293,9 @@ def test_image_extensions_come_from_datasets():
     # Pins datasets' public list the scan relies on: if it moves or changes, the scan must follow.
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
-    assert sources.IMAGE_EXTENSIONS == set(ImageFolder.EXTENSIONS)
-    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif"} <= sources.IMAGE_EXTENSIONS
-    assert not {".txt", ".csv", ".json", ".heic", ".avif"} & sources.IMAGE_EXTENSIONS
+    assert imagefolder.IMAGE_EXTENSIONS == set(ImageFolder.EXTENSIONS)
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif"} <= imagefolder.IMAGE_EXTENSIONS
+    assert not {".txt", ".csv", ".json", ".heic", ".avif"} & imagefolder.IMAGE_EXTENSIONS
     assert set(ImageFolder.METADATA_FILENAMES) == {"metadata.csv", "metadata.jsonl", "metadata.parquet"}
 
 

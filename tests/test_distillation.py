@@ -8,13 +8,17 @@ import torch
 from PIL import Image
 from transformers import TrainingArguments
 
-from hf_ft.args import DistillationArguments, ImageDataArguments, ModelArguments
-from hf_ft.data import attach_transforms, load_image_classification_data
-from hf_ft.data.transforms import eval_transform
-from hf_ft.distillation import Teacher, TeacherInputs, distillation_loss, load_teacher, teacher_label_order
+from hf_ft.args import ModelArguments
+from hf_ft.compress.args import DistillationArguments
+from hf_ft.compress.distillation import Teacher, TeacherInputs, distillation_loss, load_teacher, teacher_label_order
 from hf_ft.errors import InputError
-from hf_ft.models import load_image_classifier
-from hf_ft.training import classification_trainer
+from hf_ft.tasks.image_classification import (
+    ImageDataArguments,
+    classification_trainer,
+    load_image_classification_data,
+    load_image_classifier,
+)
+from hf_ft.vision.transforms import attach_transforms, eval_transform
 
 
 def test_loss_matches_the_formula_on_fixed_logits():

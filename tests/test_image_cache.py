@@ -15,8 +15,8 @@ import torch
 from datasets import Image, load_dataset
 from PIL import Image as PILImage
 
-from hf_ft.data import cache
-from hf_ft.data.cache import cache_decoded_images, estimated_cache_bytes
+from hf_ft.vision import cache
+from hf_ft.vision.cache import cache_decoded_images, estimated_cache_bytes
 from hf_ft.errors import InputError
 
 # (width, height) of the JPEG crops; with MAX_SIZE, three are shrunk (shorter sides 100,

@@ -6,28 +6,26 @@ Tiny checkpoints (built in fixtures) on sklearn's real digits, on CPU, a few sec
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from . import recipe_runs
 from .conftest import REPO
+from .recipe_runs import TWO_PROCESS_CONFIG, offline_env, results, same_weights
 
 pytestmark = pytest.mark.slow
 
 RECIPE = REPO / "recipes" / "image_cls.py"
-CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
-TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
-
-
+launch = partial(recipe_runs.launch, RECIPE)
+run_in_process = partial(recipe_runs.run_in_process, RECIPE)
+kill_after = partial(recipe_runs.kill_after, RECIPE)
 def recipe_config(tmp_path: Path, digits_dir: Path, checkpoint: Path, output_dir: Path, **overrides) -> Path:
     # dropout draws from the training process's random generator, so a resume that shifted it would show
     overrides = {"drop_rate": 0.1, **overrides}
@@ -62,31 +60,6 @@ def write_config(tmp_path: Path, digits_dir: Path, output_dir: Path, **overrides
     path = tmp_path / f"{output_dir.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def launch(config: Path, *extra: str, accelerate_config: Path = CPU_CONFIG, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-               "--main_process_port", str(free_port()), str(RECIPE), "--config", str(config), *extra]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env(), timeout=600)
-    if check and result.returncode != 0:
-        errors = "\n".join(line for line in result.stderr.splitlines() if "Error" in line or "error:" in line)
-        raise AssertionError(f"recipe failed ({result.returncode}):\n{errors}\n{result.stderr[-3000:]}")
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": "1"}
-
-
-def results(output_dir: Path) -> dict:
-    return json.loads((output_dir / "eval_results.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -160,30 +133,6 @@ def test_cached_images_train_to_the_same_metrics(tmp_path, digits_dir, tiny_timm
     assert results(output_dir) == results(timm_run)
 
 
-def kill_after(config: Path, checkpoint: Path) -> None:
-    """Start the recipe on `config` and kill -9 its process group once `checkpoint` is complete."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG), str(RECIPE),
-               "--config", str(config)]
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    state = checkpoint / "trainer_state.json"
-    deadline = time.time() + 300
-    while not state.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert state.exists(), "the run never wrote its first checkpoint"
-    assert not (checkpoint.parent / "eval_results.json").exists(), "the run finished before it could be killed"
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    import torch
-    from safetensors.torch import load_file
-
-    first, second = load_file(a), load_file(b)
-    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
-
-
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
     """kill -9 after the first checkpoint; the same command again resumes and ends where an unbroken run ends."""
     output_dir = tmp_path / "out"
@@ -242,7 +191,7 @@ def test_vit_with_python_and_freezing(tmp_path, digits_dir, tiny_vit_dir):
     config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, freeze_backbone_epochs=1,
                            drop_rate=0.1, label_smoothing_factor=0.1, learning_rate=1.0e-3, max_train_samples=None)
     result = subprocess.run([sys.executable, str(RECIPE), "--config", str(config)], capture_output=True, text=True,
-                            cwd=REPO, env=_env(), timeout=600)
+                            cwd=REPO, env=offline_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     from transformers import AutoModelForImageClassification
 
@@ -262,42 +211,8 @@ def test_two_real_cpu_processes(tmp_path, digits_dir, tiny_timm_dir):
     assert results(output_dir)["test"]["num_samples"] == 359
 
 
-def run_in_process(config: Path, *extra: str) -> dict:
-    """`main()` in this process, parsed from the same config, so the Hub client can be replaced."""
-    import runpy
-
-    recipe = runpy.run_path(str(RECIPE))
-    from transformers import TrainingArguments
-
-    from hf_ft.args import (
-        DistillationArguments,
-        ImageDataArguments,
-        ModelArguments,
-        PeftArguments,
-        ReportArguments,
-        parse_args,
-    )
-
-    types = (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments)
-    args = parse_args(types, ["--config", str(config), *extra])
-    return recipe["main"](*args)
-
-
-def test_push_to_hub_uploads_the_finished_run(tmp_path, digits_dir, tiny_timm_dir, monkeypatch):
-    from huggingface_hub import HfApi
-
-    events = []
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    monkeypatch.setattr("hf_ft.hub.get_token", lambda: "hf_test_token")
-    monkeypatch.setattr(HfApi, "whoami", lambda self, token=None, **kw: events.append("whoami") or {"name": "alice"})
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: events.append(("create_repo", repo_id)))
-
-    def upload_folder(self, *, repo_id, folder_path, **kw):
-        files = sorted(p.name for p in Path(folder_path).iterdir())
-        events.append(("upload_folder", repo_id, files))
-        return type("Commit", (), {"commit_url": "https://huggingface.co/commit"})()
-
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+def test_push_to_hub_uploads_the_finished_run(tmp_path, digits_dir, tiny_timm_dir, fake_hub):
+    events = fake_hub
     output_dir = tmp_path / "digits-resnet"
     config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=1, max_train_samples=64)
     run_in_process(config, "--push_to_hub", "true")

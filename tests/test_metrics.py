@@ -10,9 +10,9 @@ import pytest
 from sklearn import metrics as skm
 from transformers import EvalPrediction
 
-from hf_ft import metrics
+from hf_ft import classification, metrics
 
-SHIPPED = ["accuracy", "confusion_matrix", "f1", "precision", "recall", "top_k_accuracy"]
+SHIPPED = ["accuracy", "confusion_matrix", "f1", "precision", "recall", "seqeval", "top_k_accuracy"]
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_top5_accuracy_on_crafted_logits():
     top_k = metrics.load("top_k_accuracy")
     assert top_k.compute(predictions=logits, references=labels, k=5, labels=list(range(7)))["top_k_accuracy"] == 0.5
     assert top_k.compute(predictions=logits, references=labels, k=6, labels=list(range(7)))["top_k_accuracy"] == 0.75
-    assert metrics.classification_metrics(logits, np.array(labels), 7)["top5_accuracy"] == 0.5
+    assert classification.classification_metrics(logits, np.array(labels), 7)["top5_accuracy"] == 0.5
 
 
 def test_macro_f1_averages_over_classes_present_in_labels():
@@ -146,7 +146,7 @@ def test_macro_f1_averages_over_classes_present_in_labels():
     predictions = np.array([0, 0, 1, 2])
     logits = np.eye(4)[predictions]
 
-    result = metrics.classification_metrics(logits, labels, num_labels=4)
+    result = classification.classification_metrics(logits, labels, num_labels=4)
 
     # By hand: class 0 F1 = 1; class 1 precision 1, recall 1/2, F1 = 2/3; mean over the present classes.
     assert result["f1"] == pytest.approx((1 + 2 / 3) / 2)
@@ -160,7 +160,7 @@ def test_macro_f1_averages_over_classes_present_in_labels():
 
 def test_perfect_predictions_score_one_when_a_class_is_absent():
     labels = np.array([0, 1, 2, 4, 5, 6, 6])  # class 3 absent
-    result = metrics.classification_metrics(np.eye(7)[labels], labels, num_labels=7)
+    result = classification.classification_metrics(np.eye(7)[labels], labels, num_labels=7)
     assert result == {"accuracy": 1.0, "f1": 1.0, "top5_accuracy": 1.0}
 
 
@@ -168,12 +168,12 @@ def test_compute_metrics_takes_logits_from_tuple_predictions():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(30, 8)).astype(np.float32)
     labels = rng.integers(0, 8, size=30)
-    compute = metrics.compute_metrics_for_classification(num_labels=8)
+    compute = classification.compute_metrics_for_classification(num_labels=8)
 
     from_tuple = compute(EvalPrediction(predictions=(logits, rng.normal(size=(30, 4, 2))), label_ids=labels))
     from_array = compute(EvalPrediction(predictions=logits, label_ids=labels))
 
-    assert from_tuple == from_array == metrics.classification_metrics(logits, labels, 8)
+    assert from_tuple == from_array == classification.classification_metrics(logits, labels, 8)
     assert from_array["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == labels))
     assert set(from_array) == {"accuracy", "f1", "top5_accuracy"}
 
@@ -192,7 +192,7 @@ def test_compute_metrics_takes_logits_from_tuple_predictions():
 )
 def test_bad_inputs_fail_with_a_clear_message(logits, labels, message):
     with pytest.raises(ValueError, match=message):
-        metrics.classification_metrics(logits, labels, num_labels=5)
+        classification.classification_metrics(logits, labels, num_labels=5)
 
 
 def test_loading_a_metric_leaves_the_global_rng_alone():

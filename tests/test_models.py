@@ -9,7 +9,9 @@ import torch
 
 from hf_ft.args import ModelArguments
 from hf_ft.freezing import FreezeBackboneCallback, backbone_blocks, head_parameters, set_trainable
-from hf_ft.models import count_parameters, load_finetuned_classifier, load_image_classifier
+from hf_ft.compress.pruning import load_finetuned_classifier
+from hf_ft.models import count_parameters
+from hf_ft.tasks.image_classification import load_image_classifier
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -133,3 +135,42 @@ def test_finetuned_classifier_loads_as_saved(fixture, request):
         expected = reference(pixels) if fixture == "tiny_timm_dir" else reference(pixel_values=pixels).logits
         torch.testing.assert_close(model.eval()(pixel_values=pixels).logits, expected)
     assert model.config.num_labels == (5 if fixture == "tiny_timm_dir" else 3)
+
+
+def _vit_with_labels(tiny_vit_dir, tmp_path, names):
+    """The tiny ViT saved as if fine-tuned on `names` (3 classes, in that order)."""
+    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_vit_dir)), names)
+    model.save_pretrained(tmp_path / "finetuned")
+    processor.save_pretrained(tmp_path / "finetuned")
+    return model, tmp_path / "finetuned"
+
+
+def test_a_checkpoint_trained_on_the_same_labels_keeps_its_head_and_order(tiny_vit_dir, tmp_path):
+    """Continued fine-tuning with the data's labels in another order: mapped by name, the rows keep their meaning."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from hf_ft.tasks.image_classification import ImageClassificationData, follow_model_labels
+
+    finetuned, path = _vit_with_labels(tiny_vit_dir, tmp_path, ["cat", "dog", "owl"])
+    data_order = ["owl", "cat", "dog"]
+    model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(path)), data_order)
+
+    assert [model.config.id2label[i] for i in range(3)] == ["cat", "dog", "owl"]
+    torch.testing.assert_close(model.classifier.weight, finetuned.classifier.weight)
+    features = Features({"x": Value("int32"), "label": ClassLabel(names=data_order)})
+    data = ImageClassificationData(
+        DatasetDict({"train": Dataset.from_dict({"x": [0, 1, 2], "label": [0, 1, 2]}, features=features)}), data_order
+    )
+    followed = follow_model_labels(data, model)
+    assert followed.label_names == ["cat", "dog", "owl"]
+    label = followed.splits["train"].features["label"]
+    assert [label.int2str(i) for i in followed.splits["train"]["label"]] == data_order  # every row keeps its name
+
+
+def test_a_head_of_the_same_size_for_other_labels_is_reinitialised(tiny_vit_dir, tmp_path):
+    finetuned, path = _vit_with_labels(tiny_vit_dir, tmp_path, ["cat", "dog", "owl"])
+    model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(path)), ["ant", "bee", "fly"])
+    assert [model.config.id2label[i] for i in range(3)] == ["ant", "bee", "fly"]
+    assert not torch.equal(model.classifier.weight, finetuned.classifier.weight)
+    torch.testing.assert_close(model.vit.embeddings.patch_embeddings.projection.weight,
+                               finetuned.vit.embeddings.patch_embeddings.projection.weight)

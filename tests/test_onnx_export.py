@@ -17,10 +17,10 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification
 
-from hf_ft import onnx_export
+from hf_ft.compress import onnx_export
 from hf_ft.errors import InputError
-from hf_ft.inference import predict_batches
-from hf_ft.onnx_export import (
+from hf_ft.compress.inference import predict_batches
+from hf_ft.compress.onnx_export import (
     INT8_TARGETS,
     check_opset,
     detect_int8_target,
@@ -32,7 +32,7 @@ from hf_ft.onnx_export import (
     quantize_onnx_static,
     resolve_int8_target,
 )
-from hf_ft.quantization import torch_predictor
+from hf_ft.compress.quantization import torch_predictor
 
 OPSET = 18
 

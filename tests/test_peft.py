@@ -21,7 +21,6 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 
 from hf_ft.args import ModelArguments, PeftArguments
 from hf_ft.errors import InputError
-from hf_ft.models import load_image_classifier
 from hf_ft.peft import (
     SUPPORTED_METHODS,
     adapter_size_bytes,
@@ -33,6 +32,7 @@ from hf_ft.peft import (
     save_adapter,
     save_merged,
 )
+from hf_ft.tasks.image_classification import load_image_classifier
 
 LABELS = ["cat", "dog", "fox"]
 FAMILIES = ("vit", "timm", "bert")
@@ -320,3 +320,41 @@ def test_qlora_trains_a_4bit_vit_on_gpu(tiny_vit_dir):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert_mlm(tmp_path_factory):
+    """A DistilBERT saved as its pre-training (masked-LM) checkpoint, as distilbert-base-uncased is: it holds no
+    `pre_classifier`, which DistilBertForSequenceClassification puts before its classifier."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("distilbert_mlm")
+    DistilBertForMaskedLM(DistilBertConfig(dim=32, hidden_dim=64, n_layers=2, n_heads=2, vocab_size=100)).save_pretrained(path)
+    return path
+
+
+def test_distilbert_pre_classifier_trains_and_reloads_with_the_adapter(tiny_distilbert_mlm, tmp_path):
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_distilbert_mlm, num_labels=3)
+    model = apply_peft(model, PeftArguments(peft_method="lora", lora_r=4), task_type="SEQ_CLS")
+    assert any(isinstance(m, ModulesToSaveWrapper) for n, m in model.named_modules() if n.endswith("pre_classifier"))
+    with torch.no_grad():  # stands in for training: the reload must carry what the run changed
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.1)
+    save_adapter(model, tmp_path)
+    torch.manual_seed(123)  # another random initialisation of everything the adapter does not hold
+    reloaded = load_adapter_model(str(tiny_distilbert_mlm), tmp_path, ["a", "b", "c"])
+    inputs = torch.tensor([[1, 5, 7, 9, 2]])
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=inputs).logits, reloaded(input_ids=inputs).logits, atol=1e-6)
+
+
+def test_head_only_training_trains_the_new_layers_in_front_of_the_head(tiny_distilbert_mlm):
+    from hf_ft.freezing import set_trainable
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_distilbert_mlm, num_labels=3)
+    set_trainable(model, 0)
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"pre_classifier", "classifier"}

@@ -13,10 +13,12 @@ from PIL import Image
 from torch.nn.utils import prune
 from transformers import AutoModelForImageClassification, pipeline
 
-from hf_ft import pruning
 from hf_ft.args import ModelArguments
+from hf_ft.compress import pruning
+from hf_ft.compress.pruning import load_saved_classifier
 from hf_ft.errors import InputError
-from hf_ft.models import count_parameters, head_module_name, load_image_classifier, load_saved_classifier
+from hf_ft.models import count_parameters, head_module_name
+from hf_ft.tasks.image_classification import load_image_classifier
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -338,7 +340,7 @@ def test_checkpoint_that_does_not_match_its_record_is_refused(tiny_timm_dir, tmp
 
 def test_pruned_checkpoint_goes_through_the_normal_loading_path(tiny_timm_dir, tmp_path):
     """The recipes' loaders rebuild a pruned checkpoint; new labels (a new head) are refused, never re-initialised."""
-    from hf_ft.models import load_finetuned_classifier
+    from hf_ft.compress.pruning import load_finetuned_classifier
 
     model, processor = _load(tiny_timm_dir)
     pixel_values = torch.randn(2, 3, 32, 32)

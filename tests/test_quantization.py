@@ -9,8 +9,8 @@ from torch import nn
 from transformers import AutoModelForImageClassification
 
 from hf_ft.errors import InputError
-from hf_ft.inference import predict_batches, weights_size_bytes
-from hf_ft.quantization import (
+from hf_ft.compress.inference import predict_batches, weights_size_bytes
+from hf_ft.compress.quantization import (
     WEIGHTS_NAME,
     load_dynamic_int8,
     quantize_dynamic_int8,

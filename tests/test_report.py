@@ -1,4 +1,5 @@
-"""hf_ft.report: the files hold the right numbers, the pictures are real images, bad inputs fail before writing."""
+"""hf_ft.report with hf_ft.classification (the report of the classification tasks): the files hold the right numbers,
+the pictures are real images, bad inputs fail before writing."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import yaml
 from PIL import Image
 from sklearn import metrics as skm
 
+from hf_ft import classification
 from hf_ft import report as report_module
-from hf_ft.report import write_report
 
 NAMES = ["apple", "banana", "cherry", "date", "elderberry", "fig", "grape"]
 # Training split counts per class: "cherry" (id 2) is the majority class.
@@ -28,6 +29,13 @@ LOG_HISTORY = [
     {"eval_loss": 0.8, "eval_accuracy": 0.75, "eval_f1": 0.7, "eval_top5_accuracy": 0.95, "epoch": 2.0, "step": 20},
     {"train_runtime": 12.5, "train_loss": 1.3, "epoch": 2.0, "step": 20},
 ]
+
+
+def write_report(output_dir, splits, names, train_counts, log_history, summary, compare_with=()):
+    """The report as `runs.finish` writes it for a classification task (the recipes check compare_with first)."""
+    report_module.check_compare_with(compare_with)
+    task_report = classification.evaluate(output_dir, splits, names, train_counts)
+    return report_module.write_report(output_dir, task_report, summary, log_history, compare_with)
 
 
 def _split(rng: np.random.Generator, per_class: int, worst_misses: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,15 +330,15 @@ def test_many_classes_plot_the_classes_most_involved_in_mistakes():
     # ... and one sample of each class 0-39 as the next class (2 mistakes for 1-39: a miss, a false positive).
     for class_id in range(40):
         predictions[3 * class_id] = class_id + 1
-    result = report_module._evaluate_split(_logits_for(predictions, num_labels), labels, num_labels, 0)
+    result = classification._evaluate_split(_logits_for(predictions, num_labels), labels, num_labels, 0)
 
-    shown = report_module._classes_to_plot(result)
+    shown = classification._classes_to_plot(result)
 
     # Most involved first; ties (equal support here) by class id. Class 0 has a miss only, class 40 a false
     # positive only: 1 each, below the cut.
     assert shown.tolist() == [*range(100, 110), *range(1, 21)]
-    few = report_module._evaluate_split(_logits_for(labels[:150], 50), labels[:150], 50, 0)
-    assert report_module._classes_to_plot(few).tolist() == list(range(50))  # up to 50 classes: all of them
+    few = classification._evaluate_split(_logits_for(labels[:150], 50), labels[:150], 50, 0)
+    assert classification._classes_to_plot(few).tolist() == list(range(50))  # up to 50 classes: all of them
 
 
 def test_hardest_classes_explain_a_class_that_is_never_missed_but_wrongly_predicted(tmp_path):

@@ -10,6 +10,7 @@ import yaml
 from transformers import TrainingArguments
 
 from hf_ft import runs
+from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
 from hf_ft.checkpoints import CheckpointError
 from hf_ft.errors import InputError
 from hf_ft.runs import OutputDirError, check_trackers, check_training_values, check_writable, prepare_output_dir
@@ -94,7 +95,7 @@ def test_output_dir_that_cannot_be_written_is_refused(read_only_dir):
 def test_start_checks_before_touching_the_output_dir(tmp_path):
     args = _args(tmp_path, learning_rate=-1.0)
     with pytest.raises(InputError, match="learning_rate"):
-        runs.start(args, {"learning_rate": -1.0})
+        runs.start(args)
     assert not (tmp_path / "out").exists()
 
 
@@ -103,6 +104,24 @@ def _write_run(path: Path, run_args: dict, *files: str) -> None:
     for name in files:
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text("{}")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            (ModelArguments("m", trainable_blocks=2), PeftArguments(peft_method="lora")),
+            "--peft_method lora trains only the adapter",
+        ),
+        ((ModelArguments("m"), PeftArguments(peft_method="lora", load_in_4bit=True)), "QLoRA needs a CUDA GPU"),
+        ((ReportArguments(compare_with=["no/such/run"]), ), "compare_with"),
+    ],
+)
+def test_start_checks_the_recipe_arguments_against_each_other_first(tmp_path, arguments, message, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(InputError, match=message):
+        runs.start(_args(tmp_path), *arguments)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_attempt_that_saved_nothing_does_not_block_its_corrected_rerun(tmp_path):

@@ -1,4 +1,4 @@
-"""Augmentation seeded by batch (`hf_ft.data.seeding`): the same batches whatever the workers, caller's RNGs kept."""
+"""Augmentation seeded by batch (`hf_ft.vision.seeding`): the same batches whatever the workers, caller's RNGs kept."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from hf_ft.args import ImageDataArguments, ModelArguments
-from hf_ft.data import attach_transforms, collate, load_image_classification_data
-from hf_ft.data.seeding import BatchSeededDataset
-from hf_ft.models import load_image_classifier
+from hf_ft.args import ModelArguments
+from hf_ft.tasks.image_classification import ImageDataArguments, load_image_classification_data, load_image_classifier
+from hf_ft.vision.seeding import BatchSeededDataset
+from hf_ft.vision.transforms import attach_transforms, collate
 
 
 def _augmented_train_split(digits_dir, checkpoint):

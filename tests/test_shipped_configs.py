@@ -8,6 +8,7 @@ with only the model, data, output dir and run length replaced; everything else i
 from __future__ import annotations
 
 import json
+import random
 import runpy
 import shutil
 import sys
@@ -38,6 +39,12 @@ STAND_INS = {
     "compress/vit_beans_to_deit_small.yaml": ("image_cls/vit_beans.yaml", "beans_hub", "vit"),
     "compress/resnet50_to_resnet18_beans.yaml": ("image_cls/resnet50_imagefolder_timm.yaml", "beans_hub", "timm_resnet"),
     "compress/demo_digits.yaml": ("image_cls/demo_digits_efficientnet_lite0.yaml", "digits", "mobilenetv3"),
+    "text_cls/demo_bbc_news_minilm.yaml": ("tiny_bert", "bbc_news_files", None),
+    "text_cls/distilbert_sst2.yaml": ("tiny_bert", "sst2_hub", None),
+    "text_cls/distilbert_imdb.yaml": ("tiny_bert", "imdb_hub", None),
+    "text_cls/bert_go_emotions.yaml": ("tiny_bert", "go_emotions_hub", None),
+    "token_cls/demo_wnut16_minilm.yaml": ("tiny_bert_tagger", "wnut16_files", None),
+    "token_cls/bert_base_cased_conll2003.yaml": ("tiny_bert_tagger", "conll2003_hub", None),
 }
 
 
@@ -68,6 +75,8 @@ def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
                    "test_dir": digits_dir / "test"},
         "beans_imagefolder": {"train_dir": beans_folders / "train", "test_dir": beans_folders / "test"},
         "beans_hub": {"dataset_name": _beans_hub_layout(beans_folders, root / "beans_hub")},
+        **_text_stand_ins(root / "text"),
+        **_token_stand_ins(root / "token"),
     }
 
 
@@ -94,6 +103,114 @@ def _beans_hub_layout(folders: Path, root: Path) -> Path:
                 "labels": [BEANS_LABELS.index(f.parent.name) for f in files]}
         Dataset.from_dict(rows, features=features).to_parquet(str(root / f"{split}.parquet"))
     return root
+
+
+# The label names of the text data stand-ins, as the Hub datasets (and the demo's BBC News) name them.
+TEXT_LABELS = {
+    "bbc_news_files": ["business", "entertainment", "politics", "sport", "tech"],
+    "sst2_hub": ["negative", "positive"],
+    "imdb_hub": ["neg", "pos"],
+    "go_emotions_hub": [
+        "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+        "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
+        "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral",
+    ],
+}
+
+
+def _text_stand_ins(root: Path) -> dict:
+    """The tiny BERT of the text recipe's tests, and local data with each text config's splits, columns and labels."""
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from .test_text_cls_recipe import KEYWORDS, build_tiny_bert, sentence, write_csv
+
+    rng = random.Random(0)
+    root.mkdir()
+
+    def texts(count: int) -> list[str]:
+        return [sentence(rng, rng.choice(list(KEYWORDS))) for _ in range(count)]
+
+    def binary(names: list[str], column: str, count: int, hidden: bool = False) -> Dataset:
+        labels = [-1 if hidden else i % 2 for i in range(count)]  # -1: a split whose labels the Hub hides
+        features = Features({column: Value("string"), "label": ClassLabel(names=names)})
+        return Dataset.from_dict({column: texts(count), "label": labels}, features=features)
+
+    def go_emotions(count: int) -> Dataset:  # every label in every split, a third of the rows with two
+        labels = [[i % 28] + ([(i + 5) % 28] if i % 3 == 0 else []) for i in range(count)]
+        features = Features({"text": Value("string"), "labels": List(ClassLabel(names=TEXT_LABELS["go_emotions_hub"])),
+                             "id": Value("string")})
+        return Dataset.from_dict({"text": texts(count), "labels": labels, "id": [f"e{i}" for i in range(count)]},
+                                 features=features)
+
+    bbc = {}
+    for split, count in (("train", 40), ("validation", 10), ("test", 10)):
+        names = TEXT_LABELS["bbc_news_files"]
+        rows = [{"text": text, "label": names[i % 5]} for i, text in enumerate(texts(count))]
+        bbc[f"{split}_file"] = write_csv(root / f"bbc_{split}.csv", rows)
+    return {
+        "tiny_bert": build_tiny_bert(root),
+        "bbc_news_files": bbc,
+        "sst2_hub": {"dataset_name": _hub_dataset(root / "sst2", "default", {
+            "train": binary(TEXT_LABELS["sst2_hub"], "sentence", 40),
+            "validation": binary(TEXT_LABELS["sst2_hub"], "sentence", 20),
+            "test": binary(TEXT_LABELS["sst2_hub"], "sentence", 20, hidden=True),
+        })},
+        "imdb_hub": {"dataset_name": _hub_dataset(root / "imdb", "plain_text", {
+            "train": binary(TEXT_LABELS["imdb_hub"], "text", 40),
+            "test": binary(TEXT_LABELS["imdb_hub"], "text", 20),
+            "unsupervised": binary(TEXT_LABELS["imdb_hub"], "text", 20, hidden=True),
+        })},
+        "go_emotions_hub": {"dataset_name": _hub_dataset(root / "go_emotions", "simplified", {
+            "train": go_emotions(56), "validation": go_emotions(28), "test": go_emotions(28),
+        })},
+    }
+
+
+def _hub_dataset(root: Path, config_name: str, splits: dict) -> Path:
+    """A Hub dataset repo's layout: `<config>/<split>-00000-of-00001.parquet`, declared in the README's `configs`."""
+    lines = ["---", "configs:", f"- config_name: {config_name}", "  data_files:"]
+    for split, dataset in splits.items():
+        (root / config_name).mkdir(parents=True, exist_ok=True)
+        dataset.to_parquet(str(root / config_name / f"{split}-00000-of-00001.parquet"))
+        lines += [f"  - split: {split}", f"    path: {config_name}/{split}-*"]
+    (root / "README.md").write_text("\n".join([*lines, "---", ""]))
+    return root
+
+
+# The entity types of the token data stand-ins, as the demo's tweets (WNUT-16) and CoNLL-2003 name them.
+ENTITY_TYPES = {
+    "wnut16_files": ["company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product",
+                     "sportsteam", "tvshow"],
+    "conll2003_hub": ["PER", "ORG", "LOC", "MISC"],
+}
+CONLL2003_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+def _token_stand_ins(root: Path) -> dict:
+    """The tiny BERT of the token recipe's tests, and data with each token config's tags: every type once as one word
+    and once as two, in every split (train's sentences again, so no split holds a tag train lacks)."""
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from .test_token_cls_recipe import write_conll, write_tiny_bert
+
+    def sentences(types: list[str]) -> list[tuple[list[str], list[str]]]:
+        return [(["we", "saw", "anna", "and", "new", "york"], ["O", "O", f"B-{t}", "O", f"B-{t}", f"I-{t}"]) for t in types]
+
+    root.mkdir()
+    wnut = {f"{split}_file": write_conll(root / f"wnut16_{split}.conll", sentences(ENTITY_TYPES["wnut16_files"]))
+            for split in ("train", "validation", "test")}
+    features = Features({"id": Value("string"), "tokens": List(Value("string")),
+                         "pos_tags": List(ClassLabel(names=["NN", "VB"])), "chunk_tags": List(ClassLabel(names=["O", "B-NP"])),
+                         "ner_tags": List(ClassLabel(names=CONLL2003_TAGS))})
+    rows = sentences(ENTITY_TYPES["conll2003_hub"])
+    conll = {"id": [str(i) for i in range(len(rows))], "tokens": [words for words, _ in rows],
+             "pos_tags": [[0] * len(words) for words, _ in rows], "chunk_tags": [[1] * len(words) for words, _ in rows],
+             "ner_tags": [[CONLL2003_TAGS.index(tag) for tag in tags] for _, tags in rows]}
+    for split in ("train", "validation", "test"):  # the layout of the Hub's parquet conversion (refs/convert/parquet)
+        (root / "conll2003" / "conll2003" / split).mkdir(parents=True)
+        Dataset.from_dict(conll, features=features).to_parquet(str(root / "conll2003" / "conll2003" / split / "0000.parquet"))
+    return {"tiny_bert_tagger": write_tiny_bert(root / "tiny_bert"), "wnut16_files": wnut,
+            "conll2003_hub": {"dataset_name": root / "conll2003"}}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +267,31 @@ def test_shipped_compress_config_runs_and_reports(config, stand_ins, runs_dir):
         assert f"{round(100 * sparsity)}" in names
     assert "static" in names and "distilled" in names
     assert (output_dir / "report.md").is_file()
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("text_cls/")])
+def test_shipped_text_config_runs_and_reports(config, stand_ins, runs_dir):
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    data = STAND_INS[config][1]
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert set(results) == {"validation", "test"}
+    assert list(AutoConfig.from_pretrained(output_dir).id2label.values()) == TEXT_LABELS[data]
+    section = "## Per-label scores (test)" if data == "go_emotions_hub" else "## Hardest classes (test)"
+    assert section in (output_dir / "report.md").read_text()
+    if data == "sst2_hub":  # the labelled validation split is the test; 5% of train, stratified, is validation
+        assert results["test"]["num_samples"] == 20 and results["validation"]["num_samples"] == 2
+    assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("token_cls/")])
+def test_shipped_token_config_runs_and_reports(config, stand_ins, runs_dir):
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    data = STAND_INS[config][1]
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert set(results) == {"validation", "test"}
+    types = ENTITY_TYPES[data]
+    tags = CONLL2003_TAGS if data == "conll2003_hub" else ["O", *(f"B-{t}" for t in types), *(f"I-{t}" for t in types)]
+    assert list(AutoConfig.from_pretrained(output_dir).id2label.values()) == tags
+    assert results["test"]["num_entities"] == 2 * len(types)
+    assert "## Entity types (test)" in (output_dir / "report.md").read_text()
+    assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0

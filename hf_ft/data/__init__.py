@@ -1,6 +1,4 @@
-"""Data loading for the recipes: sources, labels, splits, image checks and transforms."""
+"""Task-free data loading: Hub or local sources and their splits (`sources`), label columns and encoding (`labels`).
 
-from .image_classification import ImageClassificationData, load_image_classification_data
-from .transforms import attach_transforms, collate
-
-__all__ = ["ImageClassificationData", "load_image_classification_data", "attach_transforms", "collate"]
+Image-only pieces live in `hf_ft.vision`; each task's preparation in `hf_ft.tasks.<task>`.
+"""

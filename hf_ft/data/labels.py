@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import numpy as np
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -156,6 +158,21 @@ def _check_values_known(split_name: str, values: list, names: list[str]) -> None
             f"Labels {unseen[:5]} appear in the {split_name} split but never in train, so the model cannot learn "
             f"them. Train labels are {names[:20]}."
         )
+
+
+def reorder_labels(splits: DatasetDict, label_names: Sequence[str]) -> DatasetDict:
+    """`splits` with their `label` column (a ClassLabel) re-encoded to `label_names`: the same names in another order,
+    e.g. the order of a checkpoint trained on them (`hf_ft.models.match_labels`)."""
+    current = splits["train"].features["label"].names
+    if list(current) == list(label_names):
+        return splits
+    position = np.array([list(label_names).index(name) for name in current])
+    feature = ClassLabel(names=list(label_names))
+    return DatasetDict({
+        name: split.map(lambda batch: {"label": position[np.asarray(batch["label"], dtype=np.int64)].tolist()},
+                        batched=True, features=Features({**split.features, "label": feature}))
+        for name, split in splits.items()
+    })
 
 
 def label_counts(split: Dataset, num_labels: int) -> np.ndarray:

@@ -9,7 +9,7 @@ Structured: torch-pruning (DepGraph) removes whole channels of convnets, MLP neu
 dimensions of transformers, until the model has at most a target number of parameters. Its config.json
 still describes the unpruned architecture, so `save_pruned` records every tensor shape and module size
 attribute that differs from what the config builds (`pruned_structure` in config.json), and
-`hf_ft.models.load_saved_classifier` (via `load_pruned_weights`) builds the architecture from the config,
+`load_saved_classifier` (via `load_pruned_weights`) builds the architecture from the config,
 shrinks it as recorded and loads the weights strictly. `from_pretrained` alone cannot load such a checkpoint (transformers 5 has no
 `pruned_heads`; the config has no per-layer widths) and must not be used with `ignore_mismatched_sizes`,
 which would re-initialise every pruned layer.
@@ -28,10 +28,12 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.nn.utils import prune
-from transformers import AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForImageClassification, BaseImageProcessor, PretrainedConfig, PreTrainedModel
 
-from .errors import InputError
-from .models import count_parameters, head_module_name
+from ..errors import InputError
+from ..hub import check_model_source
+from ..models import count_parameters, drop_timm_num_classes, head_module_name, offline_hint
+from ..vision.models import load_image_processor
 
 logger = logging.getLogger(__name__)
 
@@ -381,13 +383,63 @@ def _first_line(exc: Exception) -> str:
 # ---------------------------------------------------------------- save and load
 
 
+def load_saved_classifier(
+    source: str,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    cache_dir: str | None = None,
+) -> PreTrainedModel:
+    """Load an image classifier exactly as it was saved (its own head and labels), in eval mode.
+
+    A structurally pruned checkpoint (`save_pruned`) is rebuilt at its pruned shapes and loaded strictly; any
+    other loads with `from_pretrained`.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        InputError: a Hub checkpoint is asked for while offline and is not cached, or a pruned checkpoint's
+            weights do not match the architecture it records.
+    """
+    check_model_source(source, revision=revision, cache_dir=cache_dir)
+    hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+    with offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        drop_timm_num_classes(config)
+        if is_structurally_pruned(config):
+            return load_pruned_weights(source, config, hub_kwargs)
+        return AutoModelForImageClassification.from_pretrained(source, config=config, **hub_kwargs).eval()
+
+
+def load_finetuned_classifier(
+    source: str,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """`load_saved_classifier` plus the checkpoint's image processor.
+
+    For models that are used, not re-headed: a distillation teacher, the model a compression run starts from.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        InputError: as `load_saved_classifier`.
+    """
+    model = load_saved_classifier(source, revision=revision, token=token, cache_dir=cache_dir)
+    hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+    with offline_hint(source):
+        processor = load_image_processor(source, model.config, None, hub_kwargs)
+    return model, processor
+
+
+
 def is_structurally_pruned(config: PretrainedConfig) -> bool:
-    """Whether a config records a structurally pruned architecture (`hf_ft.models.load_saved_classifier` loads it)."""
+    """Whether a config records a structurally pruned architecture (`load_saved_classifier` loads it)."""
     return bool(getattr(config, _STRUCTURE_KEY, None))
 
 
 def save_pruned(model: PreTrainedModel, output_dir: str | Path) -> None:
-    """Save a pruned model so `hf_ft.models.load_saved_classifier` reloads it exactly.
+    """Save a pruned model so `load_saved_classifier` reloads it exactly.
 
     Unstructurally pruned (same shapes): `save_pretrained`. Structurally pruned: config.json with
     `pruned_structure` (what differs from what the config builds: `tensors` name -> shape, `modules` name ->
@@ -415,7 +467,7 @@ def save_pruned(model: PreTrainedModel, output_dir: str | Path) -> None:
 def load_pruned_weights(source: str, config: PretrainedConfig, hub_kwargs: dict) -> PreTrainedModel:
     """Build the architecture `config` records as pruned and load `source`'s weights into it strictly, in eval mode.
 
-    Used by `hf_ft.models.load_saved_classifier` (the way to load any saved classifier, pruned or not): a
+    Used by `load_saved_classifier` (the way to load any saved classifier, pruned or not): a
     missing, unexpected or mis-shaped weight is an error, never a re-initialised layer.
 
     Raises:
@@ -437,7 +489,7 @@ def load_pruned_weights(source: str, config: PretrainedConfig, hub_kwargs: dict)
     except (AttributeError, RuntimeError) as exc:
         raise InputError(
             f"{source} does not match the pruned architecture its config.json records ({_first_line(exc)}); "
-            "save it again with hf_ft.pruning.save_pruned."
+            "save it again with hf_ft.compress.pruning.save_pruned."
         ) from exc
     return model.eval()
 

@@ -16,7 +16,7 @@ import numpy as np
 from datasets import Dataset
 from transformers import BaseImageProcessor
 
-from .data.transforms import eval_transform
+from ..vision.transforms import eval_transform
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

@@ -43,7 +43,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 from .inference import Predictor
 
 INPUT_NAME = "pixel_values"

@@ -1,13 +1,13 @@
-"""`ImageTrainer`: the `Trainer` for image batches whose training pixels arrive as uint8 (see `hf_ft.data.transforms`),
-augmented under seeds that follow the batches (see `hf_ft.data.seeding`)."""
+"""`ImageTrainer`: the `Trainer` for image batches whose training pixels arrive as uint8 (see `hf_ft.vision.transforms`),
+augmented under seeds that follow the batches (see `hf_ft.vision.seeding`)."""
 
 from __future__ import annotations
 
 import torch
 
-from .checkpoints import StrictResumeTrainer
-from .data.seeding import BatchSeededDataset
-from .data.transforms import data_config, normalize
+from ..checkpoints import StrictResumeTrainer
+from .seeding import BatchSeededDataset
+from .transforms import data_config, normalize
 
 
 class ImageTrainer(StrictResumeTrainer):

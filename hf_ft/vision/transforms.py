@@ -5,7 +5,7 @@ Evaluation uses exactly the saved image processor, so the metrics in the report 
 and colour augmentation at the processor's size, mean and std.
 
 Training batches leave the data loader workers as uint8 pixels and are normalised on the training device
-(`normalize`, called by `hf_ft.image_trainer.ImageTrainer`), as timm's own loader does: the augmentation of a
+(`normalize`, called by `hf_ft.vision.trainer.ImageTrainer`), as timm's own loader does: the augmentation of a
 300-500 px photo for 224 px training costs a worker 2.3 ms instead of 3.7 (`benchmarks/input_pipeline_cost.py`),
 and a quarter of the bytes moves between processes and to the GPU. The values are the same as normalising in the worker.
 """
@@ -18,8 +18,6 @@ import torch
 from datasets import DatasetDict
 from timm.data import create_transform
 from transformers import BaseImageProcessor, TimmWrapperImageProcessor
-
-from ..args import ImageDataArguments
 
 _RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
@@ -48,8 +46,12 @@ def data_config(processor: BaseImageProcessor) -> dict[str, Any]:
     }
 
 
-def train_transform(processor: BaseImageProcessor, data_args: ImageDataArguments) -> Callable:
-    """Training augmentation at the processor's resolution: one PIL image in, one uint8 CHW tensor out."""
+def train_transform(processor: BaseImageProcessor, data_args: Any) -> Callable:
+    """Training augmentation at the processor's resolution: one PIL image in, one uint8 CHW tensor out.
+
+    `data_args` holds the augmentation settings (`scale`, `hflip`, `color_jitter`, `auto_augment`), as the image
+    tasks' data arguments do (`hf_ft.tasks.image_classification.ImageDataArguments`).
+    """
     config = data_config(processor)
     return create_transform(
         input_size=config["input_size"],
@@ -72,7 +74,7 @@ def eval_transform(processor: BaseImageProcessor) -> Callable:
     return lambda image: processor(image, return_tensors="pt")["pixel_values"][0]
 
 
-def attach_transforms(splits: DatasetDict, processor: BaseImageProcessor, data_args: ImageDataArguments) -> DatasetDict:
+def attach_transforms(splits: DatasetDict, processor: BaseImageProcessor, data_args: Any) -> DatasetDict:
     """Preprocess on the fly (`with_transform`): augmented train, deterministic validation/test."""
     train_tf, eval_tf = train_transform(processor, data_args), eval_transform(processor)
     return DatasetDict(

@@ -3,7 +3,7 @@
 Dynamic quantization stores the weights of `nn.Linear` layers as int8 and quantizes their inputs on the fly;
 no calibration data is needed. It covers Linear layers only: convolutions stay fp32. A ViT is almost all Linear
 (ViT-Base: the int8 file is 26% of the fp32 one); a convnet is not (EfficientNet-Lite0, whose only Linear is
-its classifier: 100.3%, and the same speed). For convnets use ONNX Runtime static int8 (`hf_ft.onnx_export`).
+its classifier: 100.3%, and the same speed). For convnets use ONNX Runtime static int8 (`hf_ft.compress.onnx_export`).
 
 Why `torch.ao.quantization` and not torchao: torch 2.14 marks `torch.ao.quantization` deprecated in favour of
 torchao's `quantize_`, but torchao 0.18's int8 dynamic-activation config has no x86 CPU kernel: on a ViT-Base
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
 
-from .errors import InputError
+from ..errors import InputError
 from .inference import Predictor
 
 WEIGHTS_NAME = "model_int8.pt"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import markdown as md
+from .. import markdown as md
 
 RESULTS_FILE = "compression_results.json"
 

@@ -13,6 +13,7 @@ converted for the teacher (`TeacherInputs`), so each model sees images the way i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BaseImageProcessor, PreTrainedModel
 
+from ..errors import InputError
+from ..vision.trainer import ImageTrainer
+from ..vision.transforms import data_config
 from .args import DistillationArguments
-from .data.transforms import data_config
-from .errors import InputError
-from .image_trainer import ImageTrainer
-from .models import load_finetuned_classifier
+from .pruning import load_finetuned_classifier
+
+logger = logging.getLogger("hf_ft")
 
 
 def distillation_loss(
@@ -142,13 +145,15 @@ def load_teacher(
     model, processor = load_finetuned_classifier(
         source, revision=distillation_args.teacher_model_revision, token=token, cache_dir=cache_dir
     )
-    return Teacher(
+    teacher = Teacher(
         model=model,
         inputs=TeacherInputs(student_processor, processor),
         label_order=teacher_label_order(model, label_names, source),
         alpha=distillation_args.distillation_alpha,
         temperature=distillation_args.distillation_temperature,
     )
+    logger.info("Distilling from %s (alpha %.2f, T %.1f)", source, teacher.alpha, teacher.temperature)
+    return teacher
 
 
 class DistillationTrainer(ImageTrainer):

@@ -1,0 +1,301 @@
+"""The image-classification task: its data arguments and data, its model and processor, its Trainer, its card facts.
+
+Data: a Hub dataset, an imagefolder tree (`--train_dir <dir>/<label>/*.jpg`) or csv/json/parquet files of image
+paths, checked, label-encoded and split before any model is loaded. Model: `AutoModelForImageClassification`
+(timm checkpoints through transformers' TimmWrapper) with a head for the data's labels. Trainer: `ImageTrainer`
+(uint8 batches normalised on the device, augmentation seeded by batch), or `DistillationTrainer` with a teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from datasets import DatasetDict
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    BaseImageProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from .. import classification
+from ..args import ConfigError, DataArguments, ModelArguments
+from ..compress.distillation import DistillationTrainer, Teacher
+from ..compress.pruning import is_structurally_pruned, load_pruned_weights
+from ..data import labels, sources
+from ..errors import InputError
+from ..hub import CardFacts, check_model_source
+from ..models import (
+    drop_timm_num_classes,
+    match_labels,
+    offline_hint,
+    reset_relabelled_head,
+    saved_label_names,
+    set_regularisation,
+)
+from ..vision import images
+from ..vision.imagefolder import check_imagefolder
+from ..report import TaskReport
+from ..vision.cache import cache_decoded_images, cached_size_for
+from ..vision.models import is_timm, load_image_processor, set_image_size
+from ..vision.trainer import ImageTrainer
+from ..vision.transforms import attach_transforms, collate, data_config
+
+# The `pipeline()` task name, the model card's `pipeline_tag`.
+TASK = "image-classification"
+
+
+@dataclass
+class ImageDataArguments(DataArguments):
+    """Image data: columns, checks and augmentation."""
+
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "The image column (an Image feature, or file paths); found automatically when obvious."},
+    )
+    verify_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image once before training so a corrupt file fails the run at start, by name."},
+    )
+    skip_corrupt_images: bool = field(
+        default=False,
+        metadata={"help": "Drop unreadable images (their count is logged) instead of stopping. Needs verify_images."},
+    )
+    cache_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode the training images once and keep their pixels (uncompressed, shorter side at most twice "
+            "the training resolution) in the datasets cache, so epochs skip JPEG/PNG decoding. Costs about "
+            "height x width x 3 bytes of disk per image (logged before writing); pays off on multi-epoch runs "
+            "whose input pipeline cannot keep the accelerator busy."
+        },
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train and evaluate at this square resolution instead of the checkpoint's (convnets and timm "
+            "models; small source images train much faster at a lower resolution)."
+        },
+    )
+    scale: list[float] = field(
+        default_factory=lambda: [0.08, 1.0],
+        metadata={"help": "Random-resized-crop area range for training, as fractions of the image (timm `scale`)."},
+    )
+    hflip: float = field(default=0.5, metadata={"help": "Probability of a horizontal flip in training (0 for digits, text)."})
+    color_jitter: float | None = field(
+        default=0.4, metadata={"help": "Colour jitter strength in training (timm `color_jitter`); null turns it off."}
+    )
+    auto_augment: str | None = field(
+        default=None,
+        metadata={"help": "timm auto-augment policy for training, e.g. `rand-m9-mstd0.5-inc1` (RandAugment)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.scale) != 2 or not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ConfigError(f"--scale must be two numbers 0 < min <= max <= 1, got {self.scale}")
+        if self.skip_corrupt_images and not self.verify_images:
+            raise ConfigError("--skip_corrupt_images needs --verify_images true (images are checked in that pass).")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"--image_size must be >= 8, got {self.image_size}")
+
+
+@dataclass
+class ImageClassificationData:
+    splits: DatasetDict  # train, validation[, test]; columns `image` (Image) and `label` (ClassLabel)
+    label_names: list[str]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+def load_image_classification_data(
+    data_args: ImageDataArguments, *, seed: int, token: str | None = None, cache_dir: str | None = None
+) -> ImageClassificationData:
+    """Load, map columns, encode labels, split, subsample and check the data, before any model is loaded.
+
+    Raises:
+        InputError / FileNotFoundError: bad input, with a message naming the column, split, file or label.
+    """
+    raw = sources.load_raw_splits(data_args, token=token, cache_dir=cache_dir, check_dir=check_imagefolder)
+    image_column = images.find_image_column(raw["train"], data_args.image_column_name)
+    label_column = labels.find_label_column(raw["train"], data_args.label_column_name)
+    if image_column == label_column:
+        raise InputError(f"The image and label columns are both `{image_column}`; set them apart.")
+    for name, split in raw.items():
+        missing = [c for c in (image_column, label_column) if c not in split.column_names]
+        if missing:
+            raise InputError(f"The {name} split has no column {missing}; it has {split.column_names}.")
+    # Before encoding: an ID column picked as label also fails later checks (unseen labels, stratified split),
+    # and this warning says why first. Measured on the data as given, before any subsampling.
+    others = [c for c in raw["train"].column_names if c not in (image_column, label_column)]
+    labels.warn_if_id_like(raw["train"], label_column, others)
+
+    splits = DatasetDict(
+        {
+            name: images.as_image_column(split.select_columns([image_column, label_column]), image_column, sources.source_dir(data_args, name))
+            for name, split in raw.items()
+        }
+    )
+    if image_column != "image":
+        splits = splits.rename_column(image_column, "image")
+    splits = labels.encode_labels(splits, label_column)
+    splits = labels.add_validation_split(splits, data_args.train_val_split, seed)
+    splits["train"] = sources.subsample(splits["train"], data_args.max_train_samples, seed)
+    for name in ("validation", "test"):
+        if name in splits:
+            splits[name] = sources.subsample(splits[name], data_args.max_eval_samples, seed)
+    labels.check_label_coverage(splits)
+    if data_args.verify_images:
+        splits = images.drop_unreadable_images(splits, skip=data_args.skip_corrupt_images)
+    return ImageClassificationData(splits=splits, label_names=splits["train"].features["label"].names)
+
+
+def load_image_classifier(
+    model_args: ModelArguments,
+    label_names: list[str],
+    *,
+    image_size: int | None = None,
+    quantization_config: Any = None,
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """Load a checkpoint with a classification head for `label_names`, and its image processor.
+
+    Labels are matched with the checkpoint's by name (`hf_ft.models.match_labels`): a checkpoint trained on the
+    same names keeps its head and its label order (re-encode the data with `follow_model_labels`); otherwise the
+    head is new (`ignore_mismatched_sizes`, or re-initialised when only the names differ), named for the data. `image_size` changes the resolution recorded in the saved preprocessing config, so the saved
+    model is used at the size it was trained at. `quantization_config` (QLoRA's 4-bit `BitsAndBytesConfig`)
+    goes to `from_pretrained`. A structurally pruned checkpoint (`hf_ft.compress.pruning`) trains on at its
+    pruned shapes.
+
+    Raises:
+        FileNotFoundError: the checkpoint path does not exist.
+        InputError: a Hub checkpoint is asked for while offline and is not cached, a dropout setting the
+            model does not have, or a pruned checkpoint for other labels.
+    """
+    source = model_args.model_name_or_path
+    check_model_source(source, revision=model_args.model_revision, cache_dir=model_args.cache_dir)
+    hub_kwargs = model_args.hub_kwargs()
+    with offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)
+        if is_structurally_pruned(config):
+            return _load_pruned_for_training(source, config, label_names, hub_kwargs)
+        saved = saved_label_names(config)
+        match_labels(config, label_names)
+        set_regularisation(config, model_args)
+        if image_size is not None:
+            set_image_size(config, image_size)
+        model = AutoModelForImageClassification.from_pretrained(
+            source,
+            config=config,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            quantization_config=quantization_config,
+            **hub_kwargs,
+        )
+        processor = load_image_processor(source, config, image_size, hub_kwargs)
+    reset_relabelled_head(model, saved)
+    return model, processor
+
+
+def follow_model_labels(data: ImageClassificationData, model: PreTrainedModel) -> ImageClassificationData:
+    """`data` with its labels in the model's order: a checkpoint trained on the same label names keeps its own
+    order (`hf_ft.models.match_labels`), and the data must follow it."""
+    names = saved_label_names(model.config)
+    return ImageClassificationData(splits=labels.reorder_labels(data.splits, names), label_names=names)
+
+
+def _load_pruned_for_training(
+    source: str, config: PretrainedConfig, label_names: list[str], hub_kwargs: dict
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """A structurally pruned checkpoint trains on as it is: its layers cannot be rebuilt from the config, so
+    re-initialising mismatched weights (`ignore_mismatched_sizes`) would silently throw the pruned ones away."""
+    saved = [config.id2label[i] for i in range(config.num_labels)]
+    if saved != list(label_names):
+        raise InputError(
+            f"{source} is structurally pruned (hf_ft.compress.pruning) for the labels {saved[:10]}, not the data's "
+            f"{list(label_names)[:10]}: its head cannot be replaced. Prune a model fine-tuned on this data instead."
+        )
+    drop_timm_num_classes(config)
+    return load_pruned_weights(source, config, hub_kwargs), load_image_processor(source, config, None, hub_kwargs)
+
+
+def classification_trainer(
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    splits: DatasetDict,
+    training_args: TrainingArguments,
+    *,
+    num_labels: int,
+    teacher: Teacher | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> ImageTrainer:
+    """An `ImageTrainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
+
+    `splits` carry their transforms already (`hf_ft.vision.transforms.attach_transforms`); accuracy, macro-F1 and
+    top-5 are computed at each evaluation.
+    """
+    kwargs = {
+        "model": model,
+        "args": training_args,
+        "train_dataset": splits["train"],
+        "eval_dataset": splits.get("validation"),
+        "data_collator": collate,
+        "processing_class": processor,
+        "compute_metrics": classification.compute_metrics_for_classification(num_labels),
+        "callbacks": list(callbacks),
+    }
+    if teacher is None:
+        return ImageTrainer(**kwargs)
+    return DistillationTrainer(teacher=teacher, **kwargs)
+
+
+def training_splits(
+    data: ImageClassificationData,
+    processor: BaseImageProcessor,
+    data_args: ImageDataArguments,
+    training_args: TrainingArguments,
+) -> DatasetDict:
+    """The splits as the Trainer takes them: transforms attached, and with `--cache_images` the training images
+    decoded once (not once an epoch)."""
+    splits = data.splits
+    if data_args.cache_images:
+        with training_args.main_process_first(desc="caching decoded images"):
+            train = cache_decoded_images(
+                splits["train"], max_size=cached_size_for(processor), num_proc=training_args.dataloader_num_workers or None
+            )
+        splits = DatasetDict({**splits, "train": train})
+    return attach_transforms(splits, processor, data_args)
+
+
+def evaluate(output_dir: Path, predictions: dict, data: ImageClassificationData) -> TaskReport:
+    """The classification report of the eval splits (`hf_ft.classification.evaluate`)."""
+    train_counts = labels.label_counts(data.splits["train"], len(data.label_names))
+    return classification.evaluate(output_dir, predictions, data.label_names, train_counts)
+
+
+def card_facts(
+    model_args: ModelArguments,
+    data_args: ImageDataArguments,
+    data: ImageClassificationData,
+    processor: BaseImageProcessor,
+    model: PreTrainedModel,
+) -> CardFacts:
+    """What the model card states: the labels, and the resolution the model was trained and evaluated at."""
+    _, height, width = data_config(processor)["input_size"]
+    return CardFacts(
+        task=TASK,
+        base_model=model_args.model_name_or_path,
+        dataset_name=data_args.dataset_name,
+        label_names=data.label_names,
+        facts={"image_size": f"{height}x{width}"},
+        library_name="timm" if is_timm(model) else "transformers",
+    )

@@ -1,0 +1,106 @@
+"""Fine-tune any `AutoModelForSequenceClassification` checkpoint on text classification: single texts or pairs; one
+class, several labels (multi-label) or a score (regression) per text.
+
+    accelerate launch recipes/text_cls.py --config recipes/configs/text_cls/distilbert_sst2.yaml [--key value ...]
+    python recipes/text_cls.py --config ...            # same thing, one process
+
+Every YAML key is a field of ModelArguments, TextDataArguments (`text_column_names`, `max_seq_length`,
+`problem_type`, `label_delimiter`, ... as in transformers' run_classification.py), PeftArguments, ReportArguments or
+TrainingArguments; the command line wins.
+
+Writes to output_dir: the model + tokenizer (loads with `pipeline("text-classification")`; the tokenizer's
+model_max_length is the training max_seq_length, so `truncation=True` truncates where training did), README.md
+model card, eval_results.json, report.md, mistakes.md (the test texts the model got most confidently wrong), the
+problem type's tables and pictures (per-class or per-label CSVs, confusion matrices, predicted-against-true
+scores), training curves and args.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import TrainingArguments
+
+from hf_ft import peft, report, runs, speed
+from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
+from hf_ft.cli import run_recipe
+from hf_ft.freezing import choose_trainable
+from hf_ft.models import log_model_size
+from hf_ft.text import set_max_seq_length
+from hf_ft.tasks import text_classification as task
+
+logger = logging.getLogger("hf_ft")
+
+
+def main(
+    model_args: ModelArguments,
+    data_args: task.TextDataArguments,
+    peft_args: PeftArguments,
+    report_args: ReportArguments,
+    training_args: TrainingArguments,
+) -> dict[str, dict[str, float]]:
+    arguments = (model_args, data_args, peft_args, report_args)
+
+    # ---- Logging, and every check that needs no data, cheapest first; then the output dir ----
+    run = runs.start(
+        training_args,
+        *arguments,
+        checkpoints=[(model_args.model_name_or_path, model_args.model_revision)],
+        cache_dir=model_args.cache_dir,
+    )
+
+    # ---- Data (checked before any model is loaded) ----
+    with training_args.main_process_first(desc="loading data"):
+        data = task.load_data(data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir)
+    logger.info("Splits: %s; text columns %s; %s", {n: len(s) for n, s in data.splits.items()}, data.text_columns,
+                data.problem_type)
+    logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
+
+    # ---- Model and tokenizer (labels matched with the checkpoint's by name) ----
+    model, tokenizer, label_names = task.load_model(
+        model_args, data.label_names, data.problem_type, quantization_config=peft.quantization_config(peft_args)
+    )
+    data = task.reorder_labels(data, label_names)
+    max_seq_length = set_max_seq_length(data_args.max_seq_length, tokenizer, model.config)
+    with training_args.main_process_first(desc="tokenizing"):
+        splits = task.tokenize(data, tokenizer, max_seq_length, pad_to_max_length=data_args.pad_to_max_length)
+    model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
+    parameters = log_model_size(model)
+
+    # ---- Trainer ----
+    training_args = speed.resolve_training_args(training_args, train_size=len(splits["train"]))
+    trainer = task.text_trainer(
+        model, tokenizer, splits, training_args, problem_type=data.problem_type, num_labels=len(label_names),
+        callbacks=callbacks,
+    )
+
+    # ---- Train (or reload a training that finished before a failed report or push) ----
+    run_args = runs.recorded_args(run, training_args, *arguments)
+    train_metrics = runs.train(trainer, run, run_args)
+
+    # ---- Evaluate validation and test; report and mistakes, model card, merged model, push ----
+    return runs.finish(
+        trainer,
+        run,
+        splits=splits,
+        evaluate=lambda output_dir, predictions: task.evaluate(output_dir, predictions, data),
+        about=report.About(
+            dataset=data_args.dataset_name or data_args.train_file,
+            num_samples={name: len(split) for name, split in data.splits.items()},
+            parameters=parameters,
+        ),
+        card=task.card_facts(model_args, data_args, data, max_seq_length),
+        run_args=run_args,
+        train_metrics=train_metrics,
+        peft_args=peft_args,
+        report_args=report_args,
+        save_with_model=tokenizer.save_pretrained,
+    )
+
+
+if __name__ == "__main__":
+    run_recipe(
+        main,
+        (ModelArguments, task.TextDataArguments, PeftArguments, ReportArguments, TrainingArguments),
+        defaults=speed.parser_defaults(),
+    )

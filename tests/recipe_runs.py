@@ -1,0 +1,85 @@
+"""Running a recipe in tests the way users run it: `accelerate launch` in a subprocess, `main()` in this process
+(where the Hub client can be replaced), or killed with SIGKILL once a checkpoint is written."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+from hf_ft.args import parse_args
+
+from .conftest import REPO
+
+CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
+TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def offline_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1"}
+
+
+def _command(recipe: Path, config: Path, extra: tuple[str, ...], accelerate_config: Path) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+            "--main_process_port", str(free_port()), str(recipe), "--config", str(config), *extra]
+
+
+def launch(recipe: Path, config: Path, *extra: str, accelerate_config: Path = CPU_CONFIG, check: bool = True,
+           timeout: int = 900) -> subprocess.CompletedProcess:
+    """`accelerate launch <recipe> --config <config> <extra>`, offline; a failure shows its error lines."""
+    result = subprocess.run(_command(recipe, config, extra, accelerate_config), capture_output=True, text=True,
+                            cwd=REPO, env=offline_env(), timeout=timeout)
+    if check and result.returncode != 0:
+        errors = "\n".join(line for line in result.stderr.splitlines() if "Error" in line or "error:" in line)
+        raise AssertionError(f"{recipe.name} failed ({result.returncode}):\n{errors}\n{result.stderr[-3000:]}")
+    return result
+
+
+def run_in_process(recipe: Path, config: Path, *extra: str):
+    """The recipe's `main()` in this process, its arguments parsed from `config` into the types `main` declares."""
+    namespace = runpy.run_path(str(recipe))
+    main = namespace["main"]
+    hints = typing.get_type_hints(main)
+    types = tuple(hints[name] for name in inspect.signature(main).parameters)
+    return main(*parse_args(types, ["--config", str(config), *extra]))
+
+
+def kill_after(recipe: Path, config: Path, checkpoint: Path) -> None:
+    """Start the recipe on `config` and kill -9 its process group once `checkpoint` is complete."""
+    process = subprocess.Popen(_command(recipe, config, (), CPU_CONFIG), cwd=REPO, env=offline_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = checkpoint / "trainer_state.json"
+    deadline = time.time() + 300
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert state.exists(), "the run never wrote its first checkpoint"
+    assert not (checkpoint.parent / "eval_results.json").exists(), "the run finished before it could be killed"
+
+
+def results(output_dir: Path) -> dict:
+    return json.loads((output_dir / "eval_results.json").read_text())
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    first, second = load_file(a), load_file(b)
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
