@@ -153,8 +153,18 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use at most this many validation and test examples."}
     )
+    class_weight: str | None = field(
+        default=None,
+        metadata={
+            "help": "`balanced`: weigh each class in the loss by n_samples / (n_classes * its training count) "
+            "(scikit-learn's class_weight), so rare classes count as much as common ones. Unset: every example "
+            "weighs the same. Single-label classes and tags only; the eval loss is weighted too."
+        },
+    )
 
     def __post_init__(self):
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"--class_weight must be `balanced` or unset, got {self.class_weight!r}")
         sources = {
             "dataset_name": self.dataset_name,
             "train_dir": self.train_dir,

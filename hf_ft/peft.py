@@ -33,9 +33,11 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+from peft.utils import ModulesToSaveWrapper
 import transformers
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 from transformers.utils import CONFIG_NAME
 
 from .args import ModelArguments, PeftArguments
@@ -64,6 +66,8 @@ SUPPORTED_METHODS: dict[str, type[PeftConfig]] = {
     "oft": OFTConfig,
 }
 
+# The PEFT methods that adapt transformers' `Conv1D` (GPT-2's linear layers).
+_CONV1D_METHODS = ("lora", "ia3")
 # A `target_modules` entry with any of these characters is a regex (the dot is not: `output.dense` is a suffix).
 _REGEX_CHARS = set("^$*+?[](){}|\\")
 
@@ -159,6 +163,10 @@ def build_peft_config(model: PreTrainedModel, peft_args: PeftArguments, task_typ
         "modules_to_save": _modules_to_save(model, peft_args.modules_to_save),
         "task_type": task_type,
     }
+    if method in _CONV1D_METHODS and any(
+        isinstance(module, Conv1D) and _matches(name, targets) for name, module in model.named_modules()
+    ):
+        kwargs["fan_in_fan_out"] = True  # GPT-2's Conv1D stores its weight as (in, out)
     if method == "lora":
         kwargs.update(
             r=peft_args.lora_r,
@@ -204,9 +212,13 @@ def apply_peft(model: PreTrainedModel, peft_args: PeftArguments, task_type: str 
     except ValueError as error:
         raise InputError(f"Cannot apply {peft_args.peft_method} to {type(model).__name__}: {error}") from error
     trainable, total = peft_model.get_nb_trainable_parameters()
+    # What PEFT really wraps: it adds its task type's default names ("classifier", "score") to modules_to_save,
+    # whether the model has them or not.
+    saved = {name.split("base_model.model.", 1)[-1] for name, module in peft_model.named_modules()
+             if isinstance(module, ModulesToSaveWrapper)}
     logger.info(
         "PEFT %s on %s; also trained in full: %s",
-        peft_args.peft_method, _as_text(config.target_modules), _as_text(config.modules_to_save),
+        peft_args.peft_method, _as_text(config.target_modules), _as_text(saved),
     )
     logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return peft_model
@@ -412,13 +424,17 @@ def _timm_stem_patterns(timm_model: nn.Module) -> list[str]:
 
 
 def _adaptable(module: nn.Module, method: str) -> bool:
-    """Linear, or a non-grouped Conv2d; for OFT only 1x1 Conv2d.
+    """Linear, or a non-grouped Conv2d; for OFT only 1x1 Conv2d; for LoRA and IA3 also transformers' `Conv1D`.
 
     PEFT 0.21's unmerged OFT Conv2d rotates unfolded, overlapping input patches: for kernels above 1x1 it
     disagrees with its own merged weights, and it fails outright on feature maps smaller than the kernel.
+    `Conv1D` is the Linear layer of the GPT-2 family (weights stored transposed): PEFT adapts it for LoRA and IA3
+    only (`fan_in_fan_out`); LoHa, LoKr and OFT refuse it.
     """
     if isinstance(module, nn.Linear):
         return True
+    if isinstance(module, Conv1D):
+        return method in _CONV1D_METHODS
     if isinstance(module, nn.Conv2d) and module.groups == 1:
         return method != "oft" or tuple(module.kernel_size) == (1, 1)
     return False
@@ -427,6 +443,8 @@ def _adaptable(module: nn.Module, method: str) -> bool:
 def _in_out_features(module: nn.Module) -> tuple[int, int]:
     if isinstance(module, nn.Conv2d):
         return module.in_channels, module.out_channels
+    if isinstance(module, Conv1D):
+        return tuple(module.weight.shape)  # (in, out): stored transposed
     return module.in_features, module.out_features
 
 

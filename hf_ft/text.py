@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-from .args import DataArguments
+from .args import ConfigError, DataArguments
 
 logger = logging.getLogger("hf_ft")
 
@@ -33,6 +33,14 @@ class TokenizedDataArguments(DataArguments):
         default=False,
         metadata={"help": "Pad every example to max_seq_length. False pads each batch to its longest (faster)."},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train_dir or self.validation_dir or self.test_dir:
+            raise ConfigError(
+                "--train_dir/--validation_dir/--test_dir are image folders; for text use --train_file/"
+                "--validation_file/--test_file or --dataset_name."
+            )
 
 
 def set_max_seq_length(requested: int | None, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> int:

@@ -48,7 +48,7 @@ def main(
     arguments = (model_args, data_args, compression_args, distillation_args)
 
     # ---- Logging, and every check that needs no data, cheapest first; then the output dir ----
-    compress.check_compression_args(compression_args)
+    compress.check_compression_args(compression_args, training_args)
     run = runs.start(
         training_args,
         *arguments,

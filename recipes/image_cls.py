@@ -84,7 +84,8 @@ def main(
     training_args = speed.resolve_training_args(training_args, train_size=len(data.splits["train"]))
     splits = task.training_splits(data, processor, data_args, training_args)
     trainer = task.classification_trainer(
-        model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks
+        model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks,
+        class_weight=data_args.class_weight,
     )
 
     # ---- Train (or reload a training that finished before a failed report or push) ----

@@ -71,7 +71,7 @@ def main(
     training_args = speed.resolve_training_args(training_args, train_size=len(splits["train"]))
     trainer = task.text_trainer(
         model, tokenizer, splits, training_args, problem_type=data.problem_type, num_labels=len(label_names),
-        callbacks=callbacks,
+        callbacks=callbacks, class_weight=data_args.class_weight,
     )
 
     # ---- Train (or reload a training that finished before a failed report or push) ----

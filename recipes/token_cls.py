@@ -71,6 +71,7 @@ def main(
     trainer = task.token_trainer(
         model, tokenizer, splits, training_args, label_names, callbacks=callbacks,
         seqeval_scheme=data_args.seqeval_scheme, entity_level=data_args.return_entity_level_metrics,
+        class_weight=data_args.class_weight,
     )
 
     # ---- Train (or reload a training that finished before a failed report or push) ----

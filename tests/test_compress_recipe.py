@@ -142,6 +142,7 @@ def test_distilled_student_is_saved_for_pipeline(compressed, digits_dir):
         (["--onnx_opset", "99"], "opset"),
         (["--onnx_quantization_target", "avx512"], "--onnx_quantization_target must be one of"),
         (["--student_model_name_or_path", "/nonexistent/student"], "/nonexistent/student"),
+        (["--push_to_hub", "true"], "recipes/compress.py does not push"),
     ],
 )
 def test_bad_input_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, finetuned, override, message):

@@ -358,3 +358,34 @@ def test_head_only_training_trains_the_new_layers_in_front_of_the_head(tiny_dist
     set_trainable(model, 0)
     trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"pre_classifier", "classifier"}
+
+
+def _tiny_gpt2_classifier():
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=50, n_positions=16, pad_token_id=0, num_labels=3)
+    return GPT2ForSequenceClassification(config).eval()
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_gpt2_conv1d_layers_take_lora_and_ia3_and_merge_exactly(method):
+    """GPT-2's linear layers are transformers' Conv1D (weights stored as (in, out)): LoRA and IA3 adapt them with
+    fan_in_fan_out, and the merged model computes what the adapter model does."""
+    model = _tiny_gpt2_classifier()
+    assert auto_target_modules(model, method) == ["c_attn", "c_fc", "c_proj"]
+    peft_model = apply_peft(model, PeftArguments(peft_method=method, lora_r=4), task_type="SEQ_CLS").eval()
+    assert peft_model.peft_config["default"].fan_in_fan_out
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad and "score" not in name:
+                parameter.add_(0.05)  # stands in for training
+        inputs = torch.tensor([[3, 7, 11, 2, 9]])
+        adapted = peft_model(input_ids=inputs).logits
+        assert not torch.allclose(adapted, _tiny_gpt2_classifier()(input_ids=inputs).logits)
+        assert torch.allclose(adapted, peft_model.merge_and_unload()(input_ids=inputs).logits, atol=1e-5)
+
+
+def test_gpt2_conv1d_is_refused_clearly_by_methods_peft_cannot_apply_to_it():
+    with pytest.raises(InputError, match="Found no layer in the blocks of GPT2ForSequenceClassification to put a loha"):
+        apply_peft(_tiny_gpt2_classifier(), PeftArguments(peft_method="loha"), task_type="SEQ_CLS")

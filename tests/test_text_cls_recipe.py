@@ -475,11 +475,15 @@ def _bad_rows(case: str) -> tuple[dict[str, list[dict]], dict, str]:
     if case == "text_labels_as_regression":
         return {"train": good}, {"problem_type": "regression"}, (
             "--problem_type regression needs one number per text, but column `label` holds")
+    if case == "class_weight_for_multi_label":
+        return {"train": good}, {"problem_type": "multi_label_classification", "class_weight": "balanced"}, (
+            "--class_weight weighs one class per text; column `label` makes this a multi_label_classification task")
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["missing_text_column", "undetectable_text_column", "empty_texts", "unseen_label",
-                                  "mixed_multi_label", "mixed_types_in_lists", "text_labels_as_regression"])
+                                  "mixed_multi_label", "mixed_types_in_lists", "text_labels_as_regression",
+                                  "class_weight_for_multi_label"])
 def test_bad_input_fails_before_the_model_with_one_message(tmp_path, tiny_bert_dir, case):
     from hf_ft.errors import InputError
 

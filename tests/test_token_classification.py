@@ -157,6 +157,14 @@ def test_arguments_are_checked_when_parsed(tmp_path):
         data_args(train_dir="images")
 
 
+def test_every_text_task_refuses_image_folders():
+    from hf_ft.tasks.text_classification import TextDataArguments
+
+    for arguments in (TextDataArguments, task.TokenDataArguments):
+        with pytest.raises(ConfigError, match="--train_dir/--validation_dir/--test_dir are image folders"):
+            arguments(train_file="train.json", test_dir="images")
+
+
 # --- sub-word alignment and per-word scoring ----------------------------------------------------------------
 
 
@@ -365,3 +373,23 @@ def test_the_demo_tweets_export_as_conll_splits_the_recipe_accepts(tmp_path):
     texts = {split: {" ".join(words) for words in data.splits[split]["tokens"]} for split in data.splits}
     assert not texts["train"] & texts["test"] and not texts["validation"] & texts["test"]
     assert "99 repeated tweets" in (root / "README.md").read_text()
+
+
+def test_class_weight_hands_the_trainer_a_tag_weighted_loss(tiny_bert, tmp_path):
+    """`class_weight: balanced` gives the Trainer a loss weighted from the trained sub-tokens' tags: on a batch it
+    differs from the model's own loss, which the unweighted trainer keeps."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    splits = task.tokenize(_split_data(), tokenizer, TAGS, 16)
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none")
+    model = AutoModelForTokenClassification.from_pretrained(tiny_bert, num_labels=len(TAGS))
+    plain = task.token_trainer(model, tokenizer, splits, args, TAGS)
+    weighted = task.token_trainer(model, tokenizer, splits, args, TAGS, class_weight="balanced")
+    assert plain.compute_loss_func is None and weighted.compute_loss_func is not None
+    batch = weighted.data_collator([splits["train"][i] for i in range(2)])
+    with torch.no_grad():
+        outputs = model(**batch)
+        weighted_loss = weighted.compute_loss_func(outputs, batch["labels"])
+    assert not torch.isclose(weighted_loss, outputs.loss)

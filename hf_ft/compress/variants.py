@@ -70,12 +70,18 @@ class Variant:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def check_compression_args(compression_args: CompressionArguments) -> None:
+def check_compression_args(compression_args: CompressionArguments, training_args: TrainingArguments) -> None:
     """The compression values that cannot work, before any data or model is loaded.
 
     Raises:
-        InputError: a pruning target outside (0, 1), or an ONNX opset ONNX Runtime cannot run.
+        InputError: a pruning target outside (0, 1), an ONNX opset ONNX Runtime cannot run, or `--push_to_hub`.
     """
+    if training_args.push_to_hub:
+        raise InputError(
+            "recipes/compress.py does not push: its output_dir holds several variants and their comparison, not one "
+            "model. Drop --push_to_hub, then push the variant you chose with `hf upload <repo_id> "
+            "<output_dir>/<variant>`."
+        )
     if compression_args.pruning_method:
         pruning.check_sparsity(compression_args.pruning_sparsities)
     if compression_args.export_onnx:
@@ -319,7 +325,10 @@ def _train(
     args = dataclasses.replace(training_args, push_to_hub=False, remove_unused_columns=False)  # transforms need `image`
     args = speed.resolve_training_args(args, train_size=len(data.splits["train"]))  # as the image recipe
     splits = attach_transforms(data.splits, processor, data_args)
-    trainer = classification_trainer(model, processor, splits, args, num_labels=len(data.label_names), teacher=teacher)
+    trainer = classification_trainer(
+        model, processor, splits, args, num_labels=len(data.label_names), teacher=teacher,
+        class_weight=data_args.class_weight,
+    )
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
     return trainer.model.eval()
 

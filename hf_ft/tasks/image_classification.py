@@ -30,6 +30,7 @@ from ..compress.pruning import is_structurally_pruned, load_pruned_weights
 from ..data import labels, sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
+from ..losses import class_weighted_loss
 from ..models import (
     drop_timm_num_classes,
     match_labels,
@@ -237,12 +238,15 @@ def classification_trainer(
     num_labels: int,
     teacher: Teacher | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    class_weight: str | None = None,
 ) -> ImageTrainer:
     """An `ImageTrainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
 
     `splits` carry their transforms already (`hf_ft.vision.transforms.attach_transforms`); accuracy, macro-F1 and
-    top-5 are computed at each evaluation.
+    top-5 are computed at each evaluation. `class_weight` (`DataArguments.class_weight`) weighs the loss by class
+    (`hf_ft.losses`), the distillation loss's hard-label term included.
     """
+    train_labels = splits["train"].with_format(None)["label"] if class_weight else []  # the raw column, no transform
     kwargs = {
         "model": model,
         "args": training_args,
@@ -252,6 +256,9 @@ def classification_trainer(
         "processing_class": processor,
         "compute_metrics": classification.compute_metrics_for_classification(num_labels),
         "callbacks": list(callbacks),
+        "compute_loss_func": class_weighted_loss(
+            class_weight, train_labels, num_labels, label_smoothing=training_args.label_smoothing_factor
+        ),
     }
     if teacher is None:
         return ImageTrainer(**kwargs)

@@ -63,6 +63,7 @@ from ..checkpoints import StrictResumeTrainer
 from ..data import labels as label_utils
 from ..data import sources
 from ..errors import InputError
+from ..losses import class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..models import match_labels, offline_hint, reset_relabelled_head, saved_label_names, set_regularisation
 from ..report import TaskReport
@@ -149,11 +150,6 @@ class TextDataArguments(TokenizedDataArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.train_dir or self.validation_dir or self.test_dir:
-            raise ConfigError(
-                "--train_dir/--validation_dir/--test_dir are image folders; for text use --train_file/"
-                "--validation_file/--test_file (csv, json, jsonl, parquet) or --dataset_name."
-            )
         if self.text_column_names is not None:
             names = [name.strip() for name in self.text_column_names.split(",")]
             if not 1 <= len(names) <= 2 or not all(names):
@@ -222,6 +218,11 @@ def load_data(
             raise InputError(f"The {name} split has no column {missing}; it has {split.column_names}.")
         check_texts(name, split, text_columns)
     problem_type = detect_problem_type(raw, label_column, data_args.problem_type, data_args.label_delimiter)
+    if data_args.class_weight and problem_type != SINGLE_LABEL:
+        raise InputError(
+            f"--class_weight weighs one class per text; column `{label_column}` makes this a {problem_type} task. "
+            "Drop --class_weight."
+        )
     splits = DatasetDict({name: split.select_columns([*text_columns, label_column]) for name, split in raw.items()})
     if problem_type == SINGLE_LABEL:
         splits = label_utils.encode_labels(splits, label_column)
@@ -591,10 +592,12 @@ def text_trainer(
     problem_type: str,
     num_labels: int,
     callbacks: Sequence[TrainerCallback] = (),
+    class_weight: str | None = None,
 ) -> StrictResumeTrainer:
     """A `StrictResumeTrainer` with dynamic padding and the metrics of `problem_type` at each evaluation
-    (`compute_metrics_for`)."""
+    (`compute_metrics_for`); `class_weight` weighs a single-label loss by class (`hf_ft.losses`)."""
     mixed = training_args.bf16 or training_args.fp16
+    train_labels = splits["train"]["label"] if class_weight else []
     return StrictResumeTrainer(
         model=model,
         args=training_args,
@@ -604,6 +607,9 @@ def text_trainer(
         processing_class=tokenizer,
         compute_metrics=compute_metrics_for(problem_type, num_labels),
         callbacks=list(callbacks),
+        compute_loss_func=class_weighted_loss(
+            class_weight, train_labels, num_labels, label_smoothing=training_args.label_smoothing_factor
+        ),
     )
 
 

@@ -50,6 +50,7 @@ from ..args import ConfigError, ModelArguments
 from ..checkpoints import StrictResumeTrainer
 from ..data import sources
 from ..errors import InputError
+from ..losses import class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..hub import CardFacts
 from ..metrics import load as load_metric
@@ -125,11 +126,6 @@ class TokenDataArguments(TokenizedDataArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.train_dir or self.validation_dir or self.test_dir:
-            raise ConfigError(
-                "--train_dir/--validation_dir/--test_dir are image folders; for tagging data use --train_file/"
-                "--validation_file/--test_file (.conll/.txt, json, jsonl, parquet) or --dataset_name."
-            )
         files = {split: getattr(self, f"{split}_file") for split in ("train", "validation", "test")}
         files = {split: path for split, path in files.items() if path}
         for split, path in files.items():
@@ -544,9 +540,12 @@ def token_trainer(
     seqeval_scheme: str | None = None,
     entity_level: bool = False,
     callbacks: Sequence[TrainerCallback] = (),
+    class_weight: str | None = None,
 ) -> StrictResumeTrainer:
-    """A `StrictResumeTrainer` with dynamic padding (labels padded with -100) and per-word entity metrics."""
+    """A `StrictResumeTrainer` with dynamic padding (labels padded with -100) and per-word entity metrics;
+    `class_weight` weighs the loss by tag, from the trained sub-tokens' tags (`hf_ft.losses`)."""
     mixed = training_args.bf16 or training_args.fp16
+    train_labels = np.concatenate([np.asarray(labels) for labels in splits["train"]["labels"]]) if class_weight else []
     return StrictResumeTrainer(
         model=model,
         args=training_args,
@@ -557,6 +556,9 @@ def token_trainer(
         compute_metrics=compute_metrics_for_tagging(label_names, seqeval_scheme=seqeval_scheme,
                                                     entity_level=entity_level),
         callbacks=list(callbacks),
+        compute_loss_func=class_weighted_loss(
+            class_weight, train_labels, len(label_names), label_smoothing=training_args.label_smoothing_factor
+        ),
     )
 
 

@@ -1,0 +1,46 @@
+"""Class-weighted cross-entropy (`hf_ft.losses`): scikit-learn's balanced weights, the Trainer's loss contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch.nn import functional as F
+
+from hf_ft.losses import IGNORE_INDEX, balanced_class_weights, class_weighted_loss, weighted_cross_entropy
+
+
+def test_balanced_weights_are_scikit_learns_and_skip_ignored_and_absent_labels():
+    labels = np.array([0] * 60 + [1] * 30 + [3] * 10)
+    expected = compute_class_weight("balanced", classes=np.array([0, 1, 3]), y=labels)
+    weights = balanced_class_weights(np.concatenate([labels, [IGNORE_INDEX] * 7]), num_labels=4)
+    assert weights[[0, 1, 3]].numpy() == pytest.approx(expected)
+    assert weights[2] == 0  # no training example: nothing to weigh
+    assert float((weights[labels]).mean()) == pytest.approx(1.0)  # the average example weighs 1
+
+
+def test_weighted_loss_is_torchs_weighted_mean_or_the_trainers_sum_over_items():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 3), torch.tensor([0, 0, 0, 0, 0, 1, 1, 2])
+    weights = balanced_class_weights(labels.numpy(), 3)
+    loss = weighted_cross_entropy(weights, label_smoothing=0.1)
+    expected = F.cross_entropy(logits, labels, weight=weights, label_smoothing=0.1)
+    assert loss({"logits": logits}, labels) == pytest.approx(float(expected), rel=1e-6)
+    summed = F.cross_entropy(logits, labels, weight=weights, label_smoothing=0.1, reduction="sum")
+    assert loss({"logits": logits}, labels, num_items_in_batch=torch.tensor(16)) == pytest.approx(float(summed) / 16)
+
+
+def test_token_logits_skip_ignored_positions():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4)
+    labels = torch.tensor([[IGNORE_INDEX, 0, 1, IGNORE_INDEX, 0], [IGNORE_INDEX, 3, 0, 0, IGNORE_INDEX]])
+    weights = balanced_class_weights(labels.numpy(), 4)
+    valid = labels != IGNORE_INDEX
+    expected = F.cross_entropy(logits[valid], labels[valid], weight=weights, reduction="sum") / int(valid.sum())
+    got = weighted_cross_entropy(weights)((logits,), labels, num_items_in_batch=int(valid.sum()))
+    assert got == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_no_class_weight_keeps_the_models_own_loss():
+    assert class_weighted_loss(None, np.array([0, 1]), 2) is None
