@@ -161,6 +161,14 @@ class DataArguments:
             "weighs the same. Single-label classes and tags only; the eval loss is weighted too."
         },
     )
+    class_balanced_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Draw each epoch's training examples with replacement, an example's chance inversely proportional "
+            "to its class's training count, so every class is seen about equally often (the epoch keeps its length). "
+            "Single-label classes only (image and text)."
+        },
+    )
 
     def __post_init__(self):
         if self.class_weight not in (None, "balanced"):

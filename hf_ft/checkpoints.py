@@ -125,7 +125,19 @@ class StrictResumeTrainer(Trainer):
     Applies to plain `PreTrainedModel` checkpoints in safetensors, which is every single-process and DDP run; PEFT
     adapters (PEFT's own `load_adapter`), FSDP and DeepSpeed checkpoints keep Trainer's loaders. These two methods
     are private Trainer API; `tests/test_checkpoints.py` pins what they do.
+
+    `train_sampler` replaces the Trainer's shuffling of the training set (e.g. `hf_ft.imbalance.ClassBalancedSampler`);
+    it goes in through the private `_get_train_sampler`, pinned by `tests/test_imbalance.py`.
     """
+
+    def __init__(self, *args, train_sampler: torch.utils.data.Sampler | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_sampler = train_sampler
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_sampler is not None:
+            return self.train_sampler
+        return super()._get_train_sampler(train_dataset)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = self.model if model is None else model

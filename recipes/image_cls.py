@@ -85,7 +85,7 @@ def main(
     splits = task.training_splits(data, processor, data_args, training_args)
     trainer = task.classification_trainer(
         model, processor, splits, training_args, num_labels=len(data.label_names), teacher=teacher, callbacks=callbacks,
-        class_weight=data_args.class_weight,
+        class_weight=data_args.class_weight, class_balanced_sampling=data_args.class_balanced_sampling,
     )
 
     # ---- Train (or reload a training that finished before a failed report or push) ----

@@ -72,6 +72,7 @@ def main(
     trainer = task.text_trainer(
         model, tokenizer, splits, training_args, problem_type=data.problem_type, num_labels=len(label_names),
         callbacks=callbacks, class_weight=data_args.class_weight,
+        class_balanced_sampling=data_args.class_balanced_sampling,
     )
 
     # ---- Train (or reload a training that finished before a failed report or push) ----

@@ -125,25 +125,48 @@ def test_an_uncached_hub_model_offline_is_reported_before_the_data_is_read(tmp_p
     assert not output_dir.exists()
 
 
-def test_balanced_class_weight_recovers_a_rare_class(tmp_path, digits_dir, tiny_timm_dir):
-    """Digits 0-4 with digit 4 down to 6 training images (of ~145): unweighted, the model learns to skip it; with
-    `class_weight: balanced` it recalls most of it, at little cost to the others."""
-    import csv
-
-    data = tmp_path / "imbalanced"
+def _imbalanced_digits(digits_dir: Path, root: Path) -> Path:
+    """Digits 0-4, with digit 4 down to 6 training images (of ~145); validation and test whole."""
     for split in ("train", "validation", "test"):
         for digit in "01234":
             files = sorted((digits_dir / split / digit).glob("*.png"))
-            target = data / split / digit
+            target = root / split / digit
             target.mkdir(parents=True)
             for file in files[:6] if (split, digit) == ("train", "4") else files:
                 shutil.copy(file, target / file.name)
+    return root
+
+
+@pytest.mark.parametrize("fix", [{"class_weight": "balanced"}, {"class_balanced_sampling": True}])
+def test_a_rare_class_is_learnt_with_class_weights_or_balanced_sampling(tmp_path, digits_dir, tiny_timm_dir, fix):
+    """Unweighted, the model learns to skip digit 4 (6 training images of ~145 per digit); weighing it up in the loss,
+    or drawing it as often as the others, recalls most of it at little cost to the others."""
+    import csv
+
+    data = _imbalanced_digits(digits_dir, tmp_path / "imbalanced")
     recall = {}
-    for class_weight in (None, "balanced"):
-        output_dir = tmp_path / f"out_{class_weight}"
-        overrides = {"drop_rate": 0.0, "eval_strategy": "no", "save_strategy": "no", "class_weight": class_weight}
-        run_in_process(data_config(tmp_path, data, tiny_timm_dir, output_dir, **overrides))
+    for name, overrides in (("plain", {}), ("fixed", fix)):
+        output_dir = tmp_path / name
+        run_in_process(data_config(tmp_path, data, tiny_timm_dir, output_dir, drop_rate=0.0, eval_strategy="no",
+                                   save_strategy="no", **overrides))
         with open(output_dir / "test_per_class.csv", encoding="utf-8") as f:
-            recall[class_weight] = {row["class_name"]: float(row["recall"]) for row in csv.DictReader(f)}
-    assert recall[None]["4"] < 0.3 and recall["balanced"]["4"] > 0.7
-    assert min(recall["balanced"][digit] for digit in "0123") > 0.85
+            recall[name] = {row["class_name"]: float(row["recall"]) for row in csv.DictReader(f)}
+    assert recall["plain"]["4"] < 0.3 and recall["fixed"]["4"] > 0.7, recall
+    assert min(recall["fixed"][digit] for digit in "0123") > 0.85, recall
+
+
+def test_balanced_sampling_resumes_to_the_same_bits(tmp_path, digits_dir, tiny_timm_dir):
+    """The sampler draws from (seed, epoch): a run resumed from its first checkpoint ends where the unbroken run ends."""
+    from .recipe_runs import same_weights
+
+    data = _imbalanced_digits(digits_dir, tmp_path / "imbalanced")
+    whole = tmp_path / "whole"
+    config = data_config(tmp_path, data, tiny_timm_dir, whole, num_train_epochs=2, class_balanced_sampling=True)
+    run_in_process(config)
+    first = min(whole.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(whole / "args.yaml", resumed / "args.yaml")
+    shutil.copytree(first, resumed / first.name)
+    run_in_process(config, "--output_dir", str(resumed))
+    assert same_weights(resumed / "model.safetensors", whole / "model.safetensors")

@@ -477,7 +477,7 @@ def _bad_rows(case: str) -> tuple[dict[str, list[dict]], dict, str]:
             "--problem_type regression needs one number per text, but column `label` holds")
     if case == "class_weight_for_multi_label":
         return {"train": good}, {"problem_type": "multi_label_classification", "class_weight": "balanced"}, (
-            "--class_weight weighs one class per text; column `label` makes this a multi_label_classification task")
+            "--class_weight needs one class per text; column `label` makes this a multi_label_classification task")
     raise AssertionError(case)
 
 

@@ -155,6 +155,8 @@ def test_arguments_are_checked_when_parsed(tmp_path):
         data_args(train_file="train.conll", seqeval_scheme="strict")
     with pytest.raises(ConfigError, match="image folders"):
         data_args(train_dir="images")
+    with pytest.raises(ConfigError, match="--class_balanced_sampling draws sentences.*Use --class_weight balanced"):
+        data_args(train_file="train.conll", class_balanced_sampling=True)
 
 
 def test_every_text_task_refuses_image_folders():

@@ -327,7 +327,7 @@ def _train(
     splits = attach_transforms(data.splits, processor, data_args)
     trainer = classification_trainer(
         model, processor, splits, args, num_labels=len(data.label_names), teacher=teacher,
-        class_weight=data_args.class_weight,
+        class_weight=data_args.class_weight, class_balanced_sampling=data_args.class_balanced_sampling,
     )
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
     return trainer.model.eval()

@@ -30,7 +30,7 @@ from ..compress.pruning import is_structurally_pruned, load_pruned_weights
 from ..data import labels, sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
-from ..losses import class_weighted_loss
+from ..imbalance import class_balanced_sampler, class_weighted_loss
 from ..models import (
     drop_timm_num_classes,
     match_labels,
@@ -239,14 +239,17 @@ def classification_trainer(
     teacher: Teacher | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     class_weight: str | None = None,
+    class_balanced_sampling: bool = False,
 ) -> ImageTrainer:
     """An `ImageTrainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
 
     `splits` carry their transforms already (`hf_ft.vision.transforms.attach_transforms`); accuracy, macro-F1 and
-    top-5 are computed at each evaluation. `class_weight` (`DataArguments.class_weight`) weighs the loss by class
-    (`hf_ft.losses`), the distillation loss's hard-label term included.
+    top-5 are computed at each evaluation. `class_weight` (`DataArguments.class_weight`) weighs the loss by class,
+    the distillation loss's hard-label term included; `class_balanced_sampling` draws classes equally often
+    (`hf_ft.imbalance`).
     """
-    train_labels = splits["train"].with_format(None)["label"] if class_weight else []  # the raw column, no transform
+    needs_labels = class_weight or class_balanced_sampling
+    train_labels = splits["train"].with_format(None)["label"] if needs_labels else []  # the raw column, no transform
     kwargs = {
         "model": model,
         "args": training_args,
@@ -259,6 +262,7 @@ def classification_trainer(
         "compute_loss_func": class_weighted_loss(
             class_weight, train_labels, num_labels, label_smoothing=training_args.label_smoothing_factor
         ),
+        "train_sampler": class_balanced_sampler(class_balanced_sampling, train_labels, seed=training_args.seed),
     }
     if teacher is None:
         return ImageTrainer(**kwargs)

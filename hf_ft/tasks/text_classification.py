@@ -63,7 +63,7 @@ from ..checkpoints import StrictResumeTrainer
 from ..data import labels as label_utils
 from ..data import sources
 from ..errors import InputError
-from ..losses import class_weighted_loss
+from ..imbalance import class_balanced_sampler, class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..models import match_labels, offline_hint, reset_relabelled_head, saved_label_names, set_regularisation
 from ..report import TaskReport
@@ -218,11 +218,12 @@ def load_data(
             raise InputError(f"The {name} split has no column {missing}; it has {split.column_names}.")
         check_texts(name, split, text_columns)
     problem_type = detect_problem_type(raw, label_column, data_args.problem_type, data_args.label_delimiter)
-    if data_args.class_weight and problem_type != SINGLE_LABEL:
-        raise InputError(
-            f"--class_weight weighs one class per text; column `{label_column}` makes this a {problem_type} task. "
-            "Drop --class_weight."
-        )
+    for flag in ("class_weight", "class_balanced_sampling"):
+        if getattr(data_args, flag) and problem_type != SINGLE_LABEL:
+            raise InputError(
+                f"--{flag} needs one class per text; column `{label_column}` makes this a {problem_type} task. "
+                f"Drop --{flag}."
+            )
     splits = DatasetDict({name: split.select_columns([*text_columns, label_column]) for name, split in raw.items()})
     if problem_type == SINGLE_LABEL:
         splits = label_utils.encode_labels(splits, label_column)
@@ -593,11 +594,13 @@ def text_trainer(
     num_labels: int,
     callbacks: Sequence[TrainerCallback] = (),
     class_weight: str | None = None,
+    class_balanced_sampling: bool = False,
 ) -> StrictResumeTrainer:
     """A `StrictResumeTrainer` with dynamic padding and the metrics of `problem_type` at each evaluation
-    (`compute_metrics_for`); `class_weight` weighs a single-label loss by class (`hf_ft.losses`)."""
+    (`compute_metrics_for`); `class_weight` weighs a single-label loss by class, `class_balanced_sampling` draws
+    classes equally often (`hf_ft.imbalance`)."""
     mixed = training_args.bf16 or training_args.fp16
-    train_labels = splits["train"]["label"] if class_weight else []
+    train_labels = splits["train"]["label"] if class_weight or class_balanced_sampling else []
     return StrictResumeTrainer(
         model=model,
         args=training_args,
@@ -610,6 +613,7 @@ def text_trainer(
         compute_loss_func=class_weighted_loss(
             class_weight, train_labels, num_labels, label_smoothing=training_args.label_smoothing_factor
         ),
+        train_sampler=class_balanced_sampler(class_balanced_sampling, train_labels, seed=training_args.seed),
     )
 
 

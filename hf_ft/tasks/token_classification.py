@@ -50,7 +50,7 @@ from ..args import ConfigError, ModelArguments
 from ..checkpoints import StrictResumeTrainer
 from ..data import sources
 from ..errors import InputError
-from ..losses import class_weighted_loss
+from ..imbalance import class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..hub import CardFacts
 from ..metrics import load as load_metric
@@ -126,6 +126,11 @@ class TokenDataArguments(TokenizedDataArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.class_balanced_sampling:
+            raise ConfigError(
+                "--class_balanced_sampling draws sentences, and a sentence holds many tags: it cannot balance tags. "
+                "Use --class_weight balanced, which weighs each tag in the loss."
+            )
         files = {split: getattr(self, f"{split}_file") for split in ("train", "validation", "test")}
         files = {split: path for split, path in files.items() if path}
         for split, path in files.items():
@@ -543,7 +548,7 @@ def token_trainer(
     class_weight: str | None = None,
 ) -> StrictResumeTrainer:
     """A `StrictResumeTrainer` with dynamic padding (labels padded with -100) and per-word entity metrics;
-    `class_weight` weighs the loss by tag, from the trained sub-tokens' tags (`hf_ft.losses`)."""
+    `class_weight` weighs the loss by tag, from the trained sub-tokens' tags (`hf_ft.imbalance`)."""
     mixed = training_args.bf16 or training_args.fp16
     train_labels = np.concatenate([np.asarray(labels) for labels in splits["train"]["labels"]]) if class_weight else []
     return StrictResumeTrainer(

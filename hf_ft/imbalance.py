@@ -1,7 +1,8 @@
-"""Losses a task hands the Trainer as `compute_loss_func`: cross-entropy weighted by class, for imbalanced labels.
+"""What a task can do about imbalanced labels: weigh the loss by class, or draw rare classes as often as common ones.
 
     weights = balanced_class_weights(train_label_ids, num_labels)       # scikit-learn's class_weight="balanced"
     Trainer(..., compute_loss_func=weighted_cross_entropy(weights, label_smoothing=args.label_smoothing_factor))
+    StrictResumeTrainer(..., train_sampler=ClassBalancedSampler(train_label_ids, seed=args.seed))
 """
 
 from __future__ import annotations
@@ -56,6 +57,41 @@ def weighted_cross_entropy(
         return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
 
     return compute_loss
+
+
+class ClassBalancedSampler(torch.utils.data.Sampler[int]):
+    """Each epoch, as many training indices as there are examples, drawn with replacement with a chance inversely
+    proportional to the example's class count: every class is drawn about equally often, and an epoch keeps its
+    length (rare examples repeat, common ones are left out in turn).
+
+    The draw comes from a generator seeded by `seed` and the epoch (`set_epoch`, which the Trainer and Accelerate
+    call), not from a running random state: a run resumed mid-epoch draws what the unbroken run drew, and every
+    process draws the same order before Accelerate gives each its share of the batches.
+    """
+
+    def __init__(self, label_ids: np.ndarray, *, seed: int):
+        labels = np.asarray(label_ids, dtype=np.int64)
+        counts = np.bincount(labels)
+        self.weights = torch.tensor(1.0 / counts[labels], dtype=torch.float64)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)  # one stream per (seed, epoch)
+        yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
+
+
+def class_balanced_sampler(enabled: bool, label_ids: np.ndarray, *, seed: int) -> ClassBalancedSampler | None:
+    """The sampler `--class_balanced_sampling` asks for, or None for the Trainer's own shuffling."""
+    if not enabled:
+        return None
+    logger.info("Class-balanced sampling: each class drawn about equally often (with replacement)")
+    return ClassBalancedSampler(label_ids, seed=seed)
 
 
 def class_weighted_loss(

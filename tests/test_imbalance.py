@@ -1,4 +1,4 @@
-"""Class-weighted cross-entropy (`hf_ft.losses`): scikit-learn's balanced weights, the Trainer's loss contract."""
+"""Class-weighted cross-entropy (`hf_ft.imbalance`): scikit-learn's balanced weights, the Trainer's loss contract."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch.nn import functional as F
 
-from hf_ft.losses import IGNORE_INDEX, balanced_class_weights, class_weighted_loss, weighted_cross_entropy
+from hf_ft.imbalance import IGNORE_INDEX, balanced_class_weights, class_weighted_loss, weighted_cross_entropy
 
 
 def test_balanced_weights_are_scikit_learns_and_skip_ignored_and_absent_labels():
@@ -44,3 +44,43 @@ def test_token_logits_skip_ignored_positions():
 
 def test_no_class_weight_keeps_the_models_own_loss():
     assert class_weighted_loss(None, np.array([0, 1]), 2) is None
+
+
+def test_class_balanced_sampler_draws_classes_equally_and_the_same_per_seed_and_epoch():
+    from hf_ft.imbalance import ClassBalancedSampler
+
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    sampler = ClassBalancedSampler(labels, seed=7)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 1000
+    drawn = np.bincount(labels[first], minlength=3)
+    assert drawn.min() > 280 and drawn.max() < 390  # about a third each, where the data has 90% / 9% / 1%
+    again = ClassBalancedSampler(labels, seed=7)  # a resumed run builds its sampler anew
+    assert list(again) == first
+    sampler.set_epoch(1)
+    again.set_epoch(1)
+    assert list(sampler) == list(again) != first
+
+
+def test_the_trainer_iterates_the_given_train_sampler(tmp_path):
+    """`StrictResumeTrainer(train_sampler=...)` goes in through the private `Trainer._get_train_sampler`: the
+    training batches are the sampler's indices, epoch by epoch."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from hf_ft.checkpoints import StrictResumeTrainer
+    from hf_ft.imbalance import ClassBalancedSampler
+
+    labels = np.array([0] * 18 + [1] * 2)
+    dataset = Dataset.from_dict({"index": list(range(20)), "labels": labels.tolist()})
+    sampler = ClassBalancedSampler(labels, seed=3)
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=5,
+                             remove_unused_columns=False, dataloader_num_workers=0)
+    trainer = StrictResumeTrainer(model=torch.nn.Linear(1, 2), args=args, train_dataset=dataset,
+                                  train_sampler=sampler)
+    loader = trainer.get_train_dataloader()
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        seen = [int(i) for batch in loader for i in batch["index"]]
+        sampler.set_epoch(epoch)
+        assert seen == list(sampler)
