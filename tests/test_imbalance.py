@@ -84,3 +84,26 @@ def test_the_trainer_iterates_the_given_train_sampler(tmp_path):
         seen = [int(i) for batch in loader for i in batch["index"]]
         sampler.set_epoch(epoch)
         assert seen == list(sampler)
+
+
+def test_two_processes_share_one_balanced_draw_between_them():
+    """Under DDP, Accelerate gives each process every other batch of the sampler's order (`BatchSamplerShard`): the
+    processes' batches together are the one-process draw, each batch once, because every process draws the same."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    from hf_ft.imbalance import ClassBalancedSampler
+
+    labels = np.array([0] * 90 + [1] * 10)
+
+    def batches(process_index: int) -> list[list[int]]:
+        sampler = ClassBalancedSampler(labels, seed=5)  # each process builds its own
+        sampler.set_epoch(2)
+        shard = BatchSamplerShard(BatchSampler(sampler, 10, drop_last=False), num_processes=2, process_index=process_index)
+        return list(shard)
+
+    one = ClassBalancedSampler(labels, seed=5)
+    one.set_epoch(2)
+    single = list(BatchSampler(one, 10, drop_last=False))
+    first, second = batches(0), batches(1)
+    assert first == single[0::2] and second == single[1::2]
