@@ -66,19 +66,18 @@ def main(
     logger.info("Splits: %s; %d labels: %s", dict(data.splits.num_rows), len(data.label_names), data.label_names[:30])
 
     # ---- Model (labels matched with the checkpoint's by name) ----
+    quantization = peft.quantization_config(peft_args)  # QLoRA's 4-bit base
     model, processor = task.load_image_classifier(
-        model_args, data.label_names, image_size=data_args.image_size, quantization_config=peft.quantization_config(peft_args)
+        model_args, data.label_names, image_size=data_args.image_size, quantization_config=quantization
     )
     data = task.follow_model_labels(data, model)
     if use_channels_last(model):
         logger.info("Convnet: weights stored channels-last (NHWC), the faster layout for convolutions")
     model, callbacks = choose_trainable(model, model_args, peft_args)  # adapters, or freezing
     parameters = log_model_size(model)
-    teacher = None
-    if distillation_args.teacher_model_name_or_path:  # knowledge distillation
-        teacher = load_teacher(
-            distillation_args, data.label_names, processor, token=model_args.token, cache_dir=model_args.cache_dir
-        )
+    teacher = load_teacher(  # knowledge distillation; None without a teacher
+        distillation_args, data.label_names, processor, token=model_args.token, cache_dir=model_args.cache_dir
+    )
 
     # ---- Trainer ----
     training_args = speed.resolve_training_args(training_args, train_size=len(data.splits["train"]))

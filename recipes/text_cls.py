@@ -51,7 +51,9 @@ def main(
 
     # ---- Data (checked before any model is loaded) ----
     with training_args.main_process_first(desc="loading data"):
-        data = task.load_data(data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir)
+        data = task.load_data(
+            data_args, seed=training_args.seed, token=model_args.token, cache_dir=model_args.cache_dir
+        )
     logger.info("Splits: %s; text columns %s; %s", {n: len(s) for n, s in data.splits.items()}, data.text_columns,
                 data.problem_type)
     logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])

@@ -56,7 +56,8 @@ def main(
     logger.info("Sentences: %s; %d tags: %s", dict(data.splits.num_rows), len(data.label_names), data.label_names[:40])
 
     # ---- Model and fast tokenizer (tags matched with the checkpoint's by name); sub-word alignment ----
-    model, tokenizer, label_names = task.load_model(model_args, data.label_names, quantization_config=peft.quantization_config(peft_args))
+    quantization = peft.quantization_config(peft_args)  # QLoRA's 4-bit base
+    model, tokenizer, label_names = task.load_model(model_args, data.label_names, quantization_config=quantization)
     max_seq_length = set_max_seq_length(data_args.max_seq_length, tokenizer, model.config)
     with training_args.main_process_first(desc="tokenizing"):
         splits = task.tokenize(

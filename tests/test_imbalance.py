@@ -99,7 +99,8 @@ def test_two_processes_share_one_balanced_draw_between_them():
     def batches(process_index: int) -> list[list[int]]:
         sampler = ClassBalancedSampler(labels, seed=5)  # each process builds its own
         sampler.set_epoch(2)
-        shard = BatchSamplerShard(BatchSampler(sampler, 10, drop_last=False), num_processes=2, process_index=process_index)
+        batch_sampler = BatchSampler(sampler, 10, drop_last=False)
+        shard = BatchSamplerShard(batch_sampler, num_processes=2, process_index=process_index)
         return list(shard)
 
     one = ClassBalancedSampler(labels, seed=5)

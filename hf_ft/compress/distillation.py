@@ -134,14 +134,16 @@ def load_teacher(
     *,
     token: str | None = None,
     cache_dir: str | None = None,
-) -> Teacher:
-    """Load the teacher named in `distillation_args` and check it against the data's labels.
+) -> Teacher | None:
+    """Load the teacher named in `distillation_args` and check it against the data's labels; None when it names none.
 
     Raises:
         FileNotFoundError: the teacher's path does not exist.
         InputError: the teacher's labels differ from the data's (named), or it cannot be loaded offline.
     """
     source = distillation_args.teacher_model_name_or_path
+    if not source:
+        return None
     model, processor = load_finetuned_classifier(
         source, revision=distillation_args.teacher_model_revision, token=token, cache_dir=cache_dir
     )

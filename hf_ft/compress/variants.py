@@ -151,7 +151,8 @@ def distilled_students(
             processor.save_pretrained(output_dir / name)
         method = "same student, no teacher"
         if with_teacher:
-            method = f"distilled (alpha {teacher_args.distillation_alpha:g}, T {teacher_args.distillation_temperature:g})"
+            alpha, temperature = teacher_args.distillation_alpha, teacher_args.distillation_temperature
+            method = f"distilled (alpha {alpha:g}, T {temperature:g})"
         variants.append(
             Variant(name.replace("_", " "), method, output_dir / name, student, processor, count_parameters(student)[1])
         )
@@ -241,7 +242,8 @@ def exported_variants(
     if "dynamic" in compression_args.onnx_quantization:
         path = onnx_export.quantize_onnx_dynamic(fp32, onnx_dir / "model_int8_dynamic.onnx")
         method = "ONNX Runtime dynamic int8 (MatMul layers)"
-        variants.append(Variant("ONNX int8 dynamic", method, path, path, processor, parameters, notes=[_ONNX_DYNAMIC_NOTE]))
+        notes = [_ONNX_DYNAMIC_NOTE]
+        variants.append(Variant("ONNX int8 dynamic", method, path, path, processor, parameters, notes=notes))
     if "static" in compression_args.onnx_quantization:
         calibration = pixel_array(
             data.splits["train"].shuffle(seed=training_args.seed), processor, limit=compression_args.calibration_samples
@@ -259,7 +261,8 @@ def exported_variants(
             requested, target, onnx_export.detect_int8_target(), onnx_export.INT8_TARGETS[target]
         )
         variants.append(
-            Variant("ONNX int8 static", method, path, path, processor, parameters, notes=[_ONNX_STATIC_NOTE, target_note])
+            Variant("ONNX int8 static", method, path, path, processor, parameters,
+                    notes=[_ONNX_STATIC_NOTE, target_note])
         )
     return variants
 
@@ -296,7 +299,10 @@ def measure(
             num_parameters=variant.num_parameters,
             size_bytes=weights_size_bytes(path),
             latency_ms=measure_latency(
-                predict, pixels, batch_sizes=compression_args.latency_batch_sizes, repeats=compression_args.latency_repeats
+                predict,
+                pixels,
+                batch_sizes=compression_args.latency_batch_sizes,
+                repeats=compression_args.latency_repeats,
             ),
             sparsity=variant.sparsity,
             notes=variant.notes,
