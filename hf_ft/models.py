@@ -7,7 +7,7 @@ about a saved config live here, so every task gets them (transformers' TimmWrapp
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 from huggingface_hub import constants
 from torch import nn
@@ -70,6 +70,37 @@ def match_labels(config: PretrainedConfig, label_names: Sequence[str]) -> list[s
         return saved
     set_labels(config, label_names)
     return list(label_names)
+
+
+def load_for_labels(
+    auto_class: type,
+    config: PretrainedConfig,
+    label_names: Sequence[str],
+    model_args: ModelArguments,
+    *,
+    quantization_config: Any = None,
+) -> tuple[PreTrainedModel, list[str]]:
+    """`auto_class.from_pretrained` of `model_args`' checkpoint (with `config`, read from it) and a head for
+    `label_names`, as every task loads its model: labels matched with the checkpoint's by name (`match_labels`),
+    the dropout settings applied, and a head whose rows meant other labels re-initialised (`reset_relabelled_head`).
+
+    Returns:
+        The model, and the label order it uses (the checkpoint's own when it was trained on these names).
+    """
+    source = model_args.model_name_or_path
+    saved = saved_label_names(config)
+    label_names = match_labels(config, label_names)
+    set_regularisation(config, model_args)
+    with offline_hint(source):
+        model = auto_class.from_pretrained(
+            source,
+            config=config,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            quantization_config=quantization_config,
+            **model_args.hub_kwargs(),
+        )
+    reset_relabelled_head(model, saved)
+    return model, label_names
 
 
 def saved_label_names(config: PretrainedConfig) -> list[str]:

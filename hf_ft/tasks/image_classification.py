@@ -31,14 +31,7 @@ from ..data import labels, sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
 from ..imbalance import class_balanced_sampler, class_weighted_loss
-from ..models import (
-    drop_timm_num_classes,
-    match_labels,
-    offline_hint,
-    reset_relabelled_head,
-    saved_label_names,
-    set_regularisation,
-)
+from ..models import drop_timm_num_classes, load_for_labels, offline_hint, saved_label_names
 from ..vision import images
 from ..vision.imagefolder import check_imagefolder
 from ..report import TaskReport
@@ -190,20 +183,13 @@ def load_image_classifier(
         config = AutoConfig.from_pretrained(source, **hub_kwargs)
         if is_structurally_pruned(config):
             return _load_pruned_for_training(source, config, label_names, hub_kwargs)
-        saved = saved_label_names(config)
-        match_labels(config, label_names)
-        set_regularisation(config, model_args)
         if image_size is not None:
             set_image_size(config, image_size)
-        model = AutoModelForImageClassification.from_pretrained(
-            source,
-            config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            quantization_config=quantization_config,
-            **hub_kwargs,
-        )
+    model, _ = load_for_labels(
+        AutoModelForImageClassification, config, label_names, model_args, quantization_config=quantization_config
+    )
+    with offline_hint(source):
         processor = load_image_processor(source, config, image_size, hub_kwargs)
-    reset_relabelled_head(model, saved)
     return model, processor
 
 

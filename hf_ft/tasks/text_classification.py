@@ -65,7 +65,7 @@ from ..data import sources
 from ..errors import InputError
 from ..imbalance import class_balanced_sampler, class_weighted_loss
 from ..text import TokenizedDataArguments
-from ..models import match_labels, offline_hint, reset_relabelled_head, saved_label_names, set_regularisation
+from ..models import load_for_labels, offline_hint
 from ..report import TaskReport
 from ..runs import Prediction
 
@@ -561,19 +561,10 @@ def load_model(
     with offline_hint(source):
         config = AutoConfig.from_pretrained(source, **hub_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
-    saved = saved_label_names(config)
-    label_names = match_labels(config, label_names)
     config.problem_type = problem_type
-    set_regularisation(config, model_args)
-    with offline_hint(source):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            quantization_config=quantization_config,
-            **hub_kwargs,
-        )
-    reset_relabelled_head(model, saved)
+    model, label_names = load_for_labels(
+        AutoModelForSequenceClassification, config, label_names, model_args, quantization_config=quantization_config
+    )
     if tokenizer.pad_token is None:  # decoder-only checkpoints (GPT-2, Llama): pad with the end-of-text token
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:

@@ -54,7 +54,7 @@ from ..imbalance import class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..hub import CardFacts
 from ..metrics import load as load_metric
-from ..models import match_labels, offline_hint, reset_relabelled_head, saved_label_names, set_regularisation
+from ..models import load_for_labels, offline_hint
 from ..report import TaskReport
 
 logger = logging.getLogger("hf_ft")
@@ -371,18 +371,9 @@ def load_model(
             f"{source} has only a slow tokenizer ({type(tokenizer).__name__}); token classification needs a fast one "
             "(word_ids() aligns the tags with sub-words). Pick a checkpoint whose tokenizer has a tokenizer.json."
         )
-    saved = saved_label_names(config)
-    label_names = match_labels(config, label_names)
-    set_regularisation(config, model_args)
-    with offline_hint(source):
-        model = AutoModelForTokenClassification.from_pretrained(
-            source,
-            config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            quantization_config=quantization_config,
-            **hub_kwargs,
-        )
-    reset_relabelled_head(model, saved)
+    model, label_names = load_for_labels(
+        AutoModelForTokenClassification, config, label_names, model_args, quantization_config=quantization_config
+    )
     return model, tokenizer, list(label_names)
 
 
