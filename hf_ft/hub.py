@@ -67,11 +67,13 @@ _TASK_NAMES = {
     "image-classification": "Image Classification",
     "text-classification": "Text Classification",
     "token-classification": "Token Classification",
+    "text-generation": "Text Generation",
 }
 _EXAMPLE_INPUTS = {
     "image-classification": '"path/or/url/to/image.jpg"',
     "text-classification": '"This was a great movie!"',
     "token-classification": '"My name is Sarah and I live in London."',
+    "text-generation": '[{"role": "user", "content": "Hello!"}], max_new_tokens=64',
 }
 
 
@@ -488,16 +490,17 @@ def _card_body(
 ) -> str:
     """The Markdown under the metadata: what the model is, details, results, training, labels, how to use it."""
     task_name = _TASK_NAMES.get(card.task, card.task).lower()
+    labels = f", with {len(card.label_names)} labels" if card.label_names else ""  # a generative model has none
     sections = [
-        f"# {model_name}\n\nThis model is {_base_phrase(base)} fine-tuned with hf_ft for {task_name} on {dataset}, "
-        f"with {len(card.label_names)} labels. {_license_sentence(base)}",
+        f"# {model_name}\n\nThis model is {_base_phrase(base)} fine-tuned with hf_ft for {task_name} on {dataset}"
+        f"{labels}. {_license_sentence(base)}",
     ]
     if card.facts:
         sections.append("## Model details\n\n" + _table(["detail", "value"], _public_rows(card.facts)))
     sections += [
         "## Results\n\n" + _results_table(task_report),
         "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _public_rows(training_args)),
-        "## Labels\n\n" + _labels(card.label_names),
+        *(["## Labels\n\n" + _labels(card.label_names)] if card.label_names else []),
         "## How to use\n\n" + _usage(card.task, card.library_name, model_ref, on_hub),
     ]
     return "\n\n".join(sections) + "\n"
@@ -553,7 +556,8 @@ def _labels(label_names: list[str], shown: int = 100) -> str:
 
 
 def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
-    call = f"classifier({_EXAMPLE_INPUTS[task]})\n" if task in _EXAMPLE_INPUTS else ""
+    name = "generator" if task == "text-generation" else "classifier"
+    call = f"{name}({_EXAMPLE_INPUTS[task]})\n" if task in _EXAMPLE_INPUTS else ""
     if library_name == "peft":
         # An adapter folder needs its base model rebuilt with this run's labels; `merged/` (merge_adapter) does not.
         return (
@@ -564,7 +568,7 @@ def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
         )
     snippet = (
         "```python\nfrom transformers import pipeline\n\n"
-        f'classifier = pipeline("{task}", model="{model_ref}")\n{call}```'
+        f'{name} = pipeline("{task}", model="{model_ref}")\n{call}```'
     )
     if library_name == "timm":
         # Saved through transformers' TimmWrapper, so the same files load in timm directly.

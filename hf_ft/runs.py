@@ -74,6 +74,8 @@ _NOT_RESULT_AFFECTING = {
     "torch_compile",
     "torch_compile_backend",
     "torch_compile_mode",
+    "gradient_checkpointing",  # SFT's default follows the machine too; it trades memory for time, not results
+    "activation_checkpointing",
 }
 # How to install the trackers that do not install as `pip install <report_to name>`.
 _TRACKER_INSTALLS = {
@@ -83,10 +85,12 @@ _TRACKER_INSTALLS = {
 
 
 class Prediction(NamedTuple):
-    """A split's model outputs (the logits, or the first of the outputs when the model returns several) and labels."""
+    """A split's model outputs (the logits, or the first of the outputs when the model returns several), its labels,
+    and the Trainer's metrics of the split (`eval_loss` for validation, `<split>_loss` for the others, ...)."""
 
     predictions: np.ndarray
     label_ids: np.ndarray
+    metrics: dict[str, float] = {}
 
 
 class OutputDirError(InputError):
@@ -408,7 +412,7 @@ def predict(trainer: Trainer, splits: Mapping[str, datasets.Dataset]) -> dict[st
         output = trainer.predict(split, metric_key_prefix="eval" if name == "validation" else name)
         trainer.log_metrics(name, output.metrics)
         outputs = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        predictions[name] = Prediction(np.asarray(outputs), np.asarray(output.label_ids))
+        predictions[name] = Prediction(np.asarray(outputs), np.asarray(output.label_ids), output.metrics)
     return predictions
 
 

@@ -76,3 +76,19 @@ def test_worker_restart_cost_compares_restarted_and_persistent_workers(tmp_path)
     (small_rss, *small), (large_rss, *large) = ([float(cell) for cell in row] for row in rows)
     assert large_rss > small_rss + 0.3  # the ballast is resident
     assert all(seconds > 0 for seconds in small[1:3] + large[1:3])
+
+
+def test_sft_benchmark_measures_each_setup_on_cpu(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "sft_throughput.py"), "--samples", "48", "--steps", "3",
+               "--json", str(rows_file)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["setup"]: row for row in json.loads(rows_file.read_text())["rows"]}
+    assert set(rows) == {"trainer_padded", "hf_ft", "hf_ft_packed"}
+    assert rows["hf_ft_packed"]["padding_share"] == 0.0  # packed, padding-free rows hold no padding
+    assert rows["trainer_padded"]["padding_share"] > 0.1  # log-normal lengths padded to each batch's longest
+    for row in rows.values():
+        assert row["real_tokens_per_s"] > 0 and 0 < row["loss_last"] < 20
+    assert "| hf_ft_packed |" in result.stdout

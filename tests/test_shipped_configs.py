@@ -45,7 +45,13 @@ STAND_INS = {
     "text_cls/bert_go_emotions.yaml": ("tiny_bert", "go_emotions_hub", None),
     "token_cls/demo_wnut16_minilm.yaml": ("tiny_bert_tagger", "wnut16_files", None),
     "token_cls/bert_base_cased_conll2003.yaml": ("tiny_bert_tagger", "conll2003_hub", None),
+    "sft/demo_bbc_news_smollm2.yaml": ("tiny_llama", "bbc_chat_files", None),
+    "sft/qwen2_5_0_5b_capybara_lora.yaml": ("tiny_llama", "capybara_hub", None),
+    "sft/llama3_1_8b_ultrachat_fsdp.yaml": ("tiny_llama", "ultrachat_hub", None),
+    "sft/llama3_1_8b_ultrachat_qlora.yaml": ("tiny_llama", "ultrachat_hub", None),
 }
+# Shipped configs that need a CUDA GPU (QLoRA): without one, they must stop with the one-line error that says so.
+NEEDS_GPU = {"sft/llama3_1_8b_ultrachat_qlora.yaml"}
 
 
 def test_every_shipped_config_has_a_stand_in():
@@ -77,6 +83,7 @@ def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
         "beans_hub": {"dataset_name": _beans_hub_layout(beans_folders, root / "beans_hub")},
         **_text_stand_ins(root / "text"),
         **_token_stand_ins(root / "token"),
+        **_sft_stand_ins(root / "sft"),
     }
 
 
@@ -163,6 +170,26 @@ def _text_stand_ins(root: Path) -> dict:
         "go_emotions_hub": {"dataset_name": _hub_dataset(root / "go_emotions", "simplified", {
             "train": go_emotions(56), "validation": go_emotions(28), "test": go_emotions(28),
         })},
+    }
+
+
+def _sft_stand_ins(root: Path) -> dict:
+    """The tiny Llama of the SFT tests, and chat data in each SFT config's layout: local jsonl splits (the demo), a
+    Hub repo with train and test (Capybara), one with train_sft and test_sft (UltraChat)."""
+    from datasets import Dataset
+
+    from .tiny_llm import build_tiny_llama, colour_conversations, write_jsonl
+
+    root.mkdir()
+    local = {f"{split}_file": write_jsonl(root / f"{split}.jsonl", colour_conversations(16, seed))
+             for seed, split in enumerate(("train", "validation", "test"))}
+    chats = Dataset.from_list(colour_conversations(24, 3))
+    return {
+        "tiny_llama": build_tiny_llama(root / "tiny_llama"),
+        "bbc_chat_files": local,
+        "capybara_hub": {"dataset_name": _hub_dataset(root / "capybara", "default", {"train": chats, "test": chats})},
+        "ultrachat_hub": {"dataset_name": _hub_dataset(
+            root / "ultrachat", "default", {"train_sft": chats, "test_sft": chats})},
     }
 
 
@@ -294,4 +321,24 @@ def test_shipped_token_config_runs_and_reports(config, stand_ins, runs_dir):
     assert list(AutoConfig.from_pretrained(output_dir).id2label.values()) == tags
     assert results["test"]["num_entities"] == 2 * len(types)
     assert "## Entity types (test)" in (output_dir / "report.md").read_text()
+    assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("sft/")])
+def test_shipped_sft_config_runs_and_reports(config, stand_ins, runs_dir):
+    import torch
+
+    if config in NEEDS_GPU and not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as stopped:
+            run_shipped(config, stand_ins, runs_dir)
+        assert stopped.value.code == 2
+        return
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    shipped = yaml.safe_load((CONFIGS / config).read_text())
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert set(results) == {"validation", "test"}
+    assert {"loss", "perplexity", "baseline_loss"} <= set(results["test"])
+    assert ("exact_match" in results["test"]) == bool(shipped.get("exact_match"))
+    assert "## A training sample" in (output_dir / "report.md").read_text()
+    assert (output_dir / "merged").is_dir() == bool(shipped.get("merge_adapter"))
     assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0

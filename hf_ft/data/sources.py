@@ -150,6 +150,13 @@ def subsample(split: Dataset, max_samples: int | None, seed: int) -> Dataset:
     return split.shuffle(seed=seed).select(range(max_samples))
 
 
+def cap_samples(splits: DatasetDict, data_args: DataArguments, seed: int) -> DatasetDict:
+    """`splits` with train cut to `max_train_samples` and validation and test to `max_eval_samples` (`subsample`)."""
+    caps = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+            "test": data_args.max_eval_samples}
+    return DatasetDict({name: subsample(split, caps.get(name), seed) for name, split in splits.items()})
+
+
 def saved_parquet_feature(path: str | Path, column: str) -> dict | None:
     """The datasets feature a parquet file written by `Dataset.to_parquet` records for `column` (as a dict:
     `{"_type": "ClassLabel", "names": [...]}`), or None when the file records none.

@@ -145,10 +145,7 @@ def load_image_classification_data(
         splits = splits.rename_column(image_column, "image")
     splits = labels.encode_labels(splits, label_column)
     splits = labels.add_validation_split(splits, data_args.train_val_split, seed)
-    splits["train"] = sources.subsample(splits["train"], data_args.max_train_samples, seed)
-    for name in ("validation", "test"):
-        if name in splits:
-            splits[name] = sources.subsample(splits[name], data_args.max_eval_samples, seed)
+    splits = sources.cap_samples(splits, data_args, seed)
     labels.check_label_coverage(splits)
     if data_args.verify_images:
         splits = images.drop_unreadable_images(splits, skip=data_args.skip_corrupt_images)

@@ -236,10 +236,7 @@ def load_data(
         if "validation" not in splits:  # not stratified: a text has several labels, or a score
             parts = splits["train"].train_test_split(test_size=data_args.train_val_split, seed=seed)
             splits = DatasetDict({**splits, "train": parts["train"], "validation": parts["test"]})
-    splits["train"] = sources.subsample(splits["train"], data_args.max_train_samples, seed)
-    for name in ("validation", "test"):
-        if name in splits:
-            splits[name] = sources.subsample(splits[name], data_args.max_eval_samples, seed)
+    splits = sources.cap_samples(splits, data_args, seed)
     if problem_type == SINGLE_LABEL:
         label_utils.check_label_coverage(splits)
         label_names = list(splits["train"].features["label"].names)
@@ -682,7 +679,7 @@ def evaluate(output_dir: str | Path, predictions: Mapping[str, Prediction], data
         title, mistakes = "Largest errors", _largest_errors
     split = "test" if "test" in predictions else list(predictions)[-1]
     texts = [_shorten(text) for text in joined_texts(data.splits[split], data.text_columns)]
-    outputs, labels = (np.asarray(array) for array in predictions[split])
+    outputs, labels = (np.asarray(array) for array in predictions[split][:2])
     body = mistakes(texts, outputs, labels, data.label_names, split)
     (output_dir / MISTAKES_FILE).write_text(f"# {title} ({split} split)\n\n{body}\n", encoding="utf-8")
     task_report.sections.append(
@@ -729,7 +726,7 @@ def _multi_label_report(
     sets, counts = np.unique(train, axis=0, return_counts=True)
     baseline = sets[np.argmax(counts)]  # the label set a model that ignores the text would always predict
     metrics, per_label = {}, {}
-    for split, (logits, labels) in predictions.items():
+    for split, (logits, labels, *_) in predictions.items():
         logits, labels = np.asarray(logits), np.asarray(labels)
         if logits.shape != labels.shape or logits.shape[1:] != (len(names),):
             raise ValueError(
@@ -805,7 +802,7 @@ def _regression_report(
     name = data.label_names[0]
     mean = float(np.mean(data.splits["train"].with_format("numpy")["label"]))  # a model ignoring the text predicts it
     metrics = {}
-    for split, (outputs, labels) in predictions.items():
+    for split, (outputs, labels, *_) in predictions.items():
         outputs, labels = np.asarray(outputs), np.asarray(labels)
         if outputs.size != labels.size or labels.ndim != 1:
             raise ValueError(

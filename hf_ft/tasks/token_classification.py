@@ -229,10 +229,7 @@ def load_data(
         held_out = splits["train"].train_test_split(test_size=data_args.train_val_split, seed=seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
         logger.info("No validation split: held out %.0f%% of train (seed %d)", 100 * data_args.train_val_split, seed)
-    splits["train"] = sources.subsample(splits["train"], data_args.max_train_samples, seed)
-    for name in ("validation", "test"):
-        if name in splits:
-            splits[name] = sources.subsample(splits[name], data_args.max_eval_samples, seed)
+    splits = sources.cap_samples(splits, data_args, seed)
     seen = Counter(tag for row in splits["train"]["tags"] for tag in row)
     label_names = class_names or sorted(seen, key=lambda tag: (tag != "O", tag))
     _check_tag_coverage(splits, seen, subsampled=data_args.max_train_samples is not None)
@@ -610,7 +607,7 @@ def evaluate(
     train_counts = np.bincount(train_tags, minlength=len(label_names))
     majority = int(np.argmax(train_counts))
     metrics, per_type, words = {}, {}, {}
-    for split, (logits, label_ids) in predictions.items():
+    for split, (logits, label_ids, *_) in predictions.items():
         word_logits, word_labels, counts = word_predictions(logits, label_ids, len(label_names), what=split)
         scores, baseline = (
             seqeval_scores(predicted, word_labels, counts, label_names, seqeval_scheme=seqeval_scheme)

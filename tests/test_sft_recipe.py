@@ -1,0 +1,165 @@
+"""recipes/sft.py end to end on a tiny local Llama and chat data with checkable answers: through `accelerate
+launch`, with LoRA and a merged copy, packed full fine-tuning, a kill -9 and resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from . import recipe_runs
+from .conftest import REPO
+from .recipe_runs import kill_after, results, same_weights
+from .tiny_llm import build_tiny_llama, colour_conversations, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+RECIPE = REPO / "recipes" / "sft.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("ckpt") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def chat_data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chat")
+    sizes = {"train": 96, "validation": 16, "test": 24}
+    return {split: write_jsonl(root / f"{split}.jsonl", colour_conversations(size, seed))
+            for seed, (split, size) in enumerate(sizes.items())}
+
+
+def write_config(tmp_path: Path, data: dict[str, Path], checkpoint: Path, output_dir: Path, **overrides) -> Path:
+    config = {
+        "model_name_or_path": str(checkpoint),
+        "train_file": str(data["train"]),
+        "validation_file": str(data["validation"]),
+        "test_file": str(data["test"]),
+        "exact_match": True,
+        "max_new_tokens": 4,
+        "num_sample_prompts": 3,
+        "output_dir": str(output_dir),
+        "max_length": 64,
+        "max_steps": 60,
+        "learning_rate": 0.02,
+        "per_device_train_batch_size": 8,
+        "eval_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": 30,
+        "logging_steps": 10,
+        "dataloader_num_workers": 0,
+        "seed": 0,
+        "report_to": "none",
+        **overrides,
+    }
+    path = tmp_path / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def launch(config: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return recipe_runs.launch(RECIPE, config, *extra, check=check)
+
+
+def greedy(model_dir: Path, prompts: list[str], *, adapter: bool = False) -> list[str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if adapter:  # as the model card says to load it
+        from hf_ft.peft import load_adapter_model
+
+        model = load_adapter_model(None, model_dir)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    return [out[0]["generated_text"][-1]["content"] for out in (
+        generator([{"role": "user", "content": p}], max_new_tokens=4, do_sample=False) for p in prompts)]
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, chat_data, tiny_llama_dir):
+    tmp_path = tmp_path_factory.mktemp("lora")
+    output_dir = tmp_path / "out"
+    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir, peft_method="lora", lora_r=8,
+                          lora_alpha=16, merge_adapter=True, learning_rate=0.03)
+    launch(config)
+    return output_dir
+
+
+def test_lora_run_learns_and_reports_before_and_after(lora_run):
+    metrics = results(lora_run)
+    for split in ("validation", "test"):
+        assert metrics[split]["loss"] < metrics[split]["baseline_loss"] / 2
+        assert metrics[split]["exact_match"] >= metrics[split]["baseline_exact_match"]
+        assert metrics[split]["perplexity"] == pytest.approx(2.718281828 ** metrics[split]["loss"])
+    report = (lora_run / "report.md").read_text()
+    assert "<|im_start|>assistant\n[[" in report  # the rendered sample, trained tokens marked
+    assert "| Prompt (end) | Reference | Base model | Fine-tuned |" in report
+    assert "Greedy decoding (`do_sample=False`)" in report
+    saved = json.loads((lora_run / "base_model_results.json").read_text())
+    assert saved["scores"]["metrics"]["test"]["loss"] == metrics["test"]["baseline_loss"]
+    card = (lora_run / "README.md").read_text()
+    assert "text-generation" in card and "labels" not in card.split("## Results")[0].lower()
+
+
+def test_merged_model_loads_in_pipeline_and_equals_the_adapter(lora_run):
+    merged = lora_run / "merged"
+    assert (merged / "chat_template.jinja").is_file()
+    generation_config = json.loads((merged / "generation_config.json").read_text())
+    tokenizer_config = json.loads((merged / "tokenizer_config.json").read_text())
+    assert generation_config["eos_token_id"] == [2] and tokenizer_config["eos_token"] == "<|im_end|>"
+    prompts = ["what colour is the sky", "what colour is the grass", "what colour is the fire"]
+    assert greedy(merged, prompts) == greedy(lora_run, prompts, adapter=True)
+
+
+def test_merged_logits_equal_the_adapter_models(lora_run):
+    from transformers import AutoModelForCausalLM
+
+    from hf_ft.peft import load_adapter_model
+
+    ids = torch.tensor([[1, 5, 9, 17, 33, 2]])
+    with torch.no_grad():
+        adapter = load_adapter_model(None, lora_run)(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(lora_run / "merged").eval()(ids).logits
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+
+
+def test_packed_full_fine_tune_learns(tmp_path, chat_data, tiny_llama_dir):
+    output_dir = tmp_path / "packed"
+    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir, packing=True, save_strategy="no",
+                          max_steps=40)
+    result = launch(config)
+    metrics = results(output_dir)
+    assert metrics["test"]["loss"] < metrics["test"]["baseline_loss"] / 2
+    assert metrics["test"]["exact_match"] >= 0.9 > metrics["test"]["baseline_exact_match"]
+    assert "Packing train dataset" in result.stderr + result.stdout
+    assert "packing with attn_implementation=sdpa" in result.stdout  # the cost without flash attention, stated
+    # the tuned model answers as the report says, through pipeline() and the saved chat template
+    assert greedy(output_dir, ["what colour is the sky", "what colour is the grass"]) == ["blue", "green"]
+
+
+def test_killed_run_resumes_to_the_same_bits(tmp_path, chat_data, tiny_llama_dir):
+    unbroken_dir, output_dir = tmp_path / "unbroken", tmp_path / "killed"
+    launch(write_config(tmp_path, chat_data, tiny_llama_dir, unbroken_dir))
+    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir)
+    kill_after(RECIPE, config, output_dir / "checkpoint-30")
+    result = launch(config)
+    assert "Resuming the run" in result.stdout
+    assert results(output_dir) == results(unbroken_dir)
+    assert same_weights(output_dir / "model.safetensors", unbroken_dir / "model.safetensors")
+
+
+def test_bad_data_is_one_line_before_any_model_is_trained(tmp_path, tiny_llama_dir):
+    bad = write_jsonl(tmp_path / "train.jsonl", [{"question": "what colour is the sky", "reply": "blue"}] * 8)
+    output_dir = tmp_path / "out"
+    config = write_config(tmp_path, {"train": bad, "validation": bad, "test": bad}, tiny_llama_dir, output_dir)
+    result = launch(config, check=False)
+    assert result.returncode != 0  # the recipe exits 2; accelerate launch reports it as 1
+    assert "error: No SFT column in the data: it has ['question', 'reply']" in result.stderr
+    assert "hf_ft/tasks/sft.py" not in result.stderr  # one clear line, not a stack trace into our code
+    assert not (output_dir / "model.safetensors").exists()
