@@ -163,3 +163,16 @@ def test_bad_data_is_one_line_before_any_model_is_trained(tmp_path, tiny_llama_d
     assert "error: No SFT column in the data: it has ['question', 'reply']" in result.stderr
     assert "hf_ft/tasks/sft.py" not in result.stderr  # one clear line, not a stack trace into our code
     assert not (output_dir / "model.safetensors").exists()
+
+
+def test_two_processes_score_train_and_report(tmp_path, chat_data, tiny_llama_dir):
+    """DDP over gloo: the base model is scored on both processes before training (a collective predict), the tuned
+    model's generations on the main one only."""
+    output_dir = tmp_path / "ddp"
+    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir, use_cpu=True, save_strategy="no",
+                          max_steps=30)
+    result = recipe_runs.launch(RECIPE, config, accelerate_config=recipe_runs.TWO_PROCESS_CONFIG)
+    assert "(2 processes)" in result.stdout
+    metrics = results(output_dir)
+    assert metrics["test"]["loss"] < metrics["test"]["baseline_loss"] / 2
+    assert metrics["test"]["exact_match"] > metrics["test"]["baseline_exact_match"]
