@@ -65,6 +65,7 @@ _NOT_RESULT_AFFECTING = {
     "logging_steps",
     "disable_tqdm",
     # speed only (hf_ft.speed); their defaults follow the machine, so a resume elsewhere must not be refused
+    "use_cpu",
     "dataloader_num_workers",
     "dataloader_persistent_workers",
     "dataloader_pin_memory",

@@ -4,7 +4,8 @@ None of these change what a run learns beyond numerical noise (tested in `tests/
 how long it takes. Measured with `benchmarks/image_cls_throughput.py`.
 
 Two steps, because some choices need the parsed run:
-- `parser_defaults()` goes into the argument parser, under the YAML and the command line: data loader workers
+- `parser_defaults()` goes into the argument parser, under the YAML and the command line: `use_cpu` on a machine
+  without an accelerator (so `accelerate launch` with two CPU processes trains as one DDP run), data loader workers
   sized to the machine (pinned memory and fused AdamW are TrainingArguments' defaults already), and `bf16`,
   `torch_compile` and persistent workers left undecided (None, which TrainingArguments treats as off) so that an
   explicit `true` or `false` from the user is never second-guessed.
@@ -36,11 +37,19 @@ COMPILE_MIN_TRAIN_SAMPLES = 500_000
 def parser_defaults() -> dict[str, object]:
     """TrainingArguments defaults for this machine, to be overridden by the YAML and the command line."""
     return {
+        # Without an accelerator, Trainer joins the processes of `accelerate launch` into one (gloo) DDP group only
+        # when told to train on the CPU; otherwise each process trains alone, into the same output dir.
+        "use_cpu": not _has_accelerator(),
         "dataloader_num_workers": dataloader_workers(),
         "dataloader_persistent_workers": None,
         "bf16": None,
         "torch_compile": None,
     }
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, MPS, XPU, ...
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def dataloader_workers() -> int:

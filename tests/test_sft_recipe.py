@@ -167,10 +167,10 @@ def test_bad_data_is_one_line_before_any_model_is_trained(tmp_path, tiny_llama_d
 
 def test_two_processes_score_train_and_report(tmp_path, chat_data, tiny_llama_dir):
     """DDP over gloo: the base model is scored on both processes before training (a collective predict), the tuned
-    model's generations on the main one only."""
+    model's generations on the main one only. No `use_cpu` in the config: hf_ft's machine default makes the two
+    processes one run (without it, each would train alone into the same output dir)."""
     output_dir = tmp_path / "ddp"
-    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir, use_cpu=True, save_strategy="no",
-                          max_steps=30)
+    config = write_config(tmp_path, chat_data, tiny_llama_dir, output_dir, save_strategy="no", max_steps=30)
     result = recipe_runs.launch(RECIPE, config, accelerate_config=recipe_runs.TWO_PROCESS_CONFIG)
     assert "(2 processes)" in result.stdout
     metrics = results(output_dir)

@@ -40,6 +40,7 @@ def test_parser_defaults_sit_under_the_yaml_and_the_command_line(tmp_path):
     assert args.dataloader_num_workers == speed.dataloader_workers()
     assert args.bf16 is None and args.torch_compile is None and args.dataloader_persistent_workers is None
     assert args.mixed_precision == "no" and args.torch_compile_backend is None  # None acts as off meanwhile
+    assert args.use_cpu is not torch.cuda.is_available()  # so two CPU processes form one DDP run
 
     args = _parse(tmp_path, {"dataloader_num_workers": 3, "bf16": False}, "--torch_compile", "false")
     assert (args.dataloader_num_workers, args.bf16, args.torch_compile) == (3, False, False)
@@ -47,7 +48,7 @@ def test_parser_defaults_sit_under_the_yaml_and_the_command_line(tmp_path):
 
 def test_logged_choices_leave_out_the_machine_defaults(tmp_path):
     defaults = speed.parser_defaults()
-    assert not {"bf16", "torch_compile", "dataloader_num_workers", "dataloader_persistent_workers"} & set(
+    assert not {"bf16", "torch_compile", "dataloader_num_workers", "dataloader_persistent_workers", "use_cpu"} & set(
         non_default(_parse(tmp_path, {}), defaults=defaults)
     )
     workers = speed.dataloader_workers() + 1
