@@ -357,8 +357,8 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -
 
 
 def tokenize(data: SFTData, tokenizer: PreTrainedTokenizerBase, training_args: SFTConfig) -> DatasetDict:
-    """Every split as `input_ids` and `labels`, the tokens not trained set to -100 (`trained_spans`); with
-    `truncation` on (`SFTDataArguments`) cut to `max_length` the way TRL would, counted in the log.
+    """Every split as `input_ids` and `labels`, the tokens not trained set to -100 (spans from `chat_spans` for
+    conversations); nothing is cut here: `truncate` does that, after `check_training_samples`.
 
     Raises:
         InputError: a conversation the chat template cannot be split into turns (with what to do).
