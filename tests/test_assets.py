@@ -250,3 +250,30 @@ def test_interrupted_export_leaves_no_partial_dir(tmp_path, monkeypatch):
 def test_bad_split_fractions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="sum below 1"):
         assets.export_digits_imagefolder(tmp_path / "digits", validation_size=0.5, test_size=0.5)
+
+
+def test_digit_canvases_are_coco_with_tight_boxes_and_load_as_detection_data(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hf_ft.assets import CANVAS_COUNTS, export_digit_canvases
+    from hf_ft.tasks.object_detection import DetectionDataArguments, load_detection_data
+
+    root = export_digit_canvases(tmp_path / "canvases")
+    coco = json.loads((root / "annotations" / "instances_test.json").read_text())
+    assert len(coco["images"]) == CANVAS_COUNTS["test"]
+    assert [c["name"] for c in coco["categories"]] == [str(d) for d in range(10)]
+    for annotation in coco["annotations"][:60]:  # each box is the tight box of its digit's ink: ink on every edge
+        image = coco["images"][annotation["image_id"]]
+        pixels = np.asarray(Image.open(root / "test" / image["file_name"]))
+        x, y, w, h = (int(v) for v in annotation["bbox"])
+        crop = pixels[y : y + h, x : x + w] > 64
+        assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
+    args = DetectionDataArguments(
+        **{f"{split}_dir": str(root / split) for split in ("train", "validation", "test")},
+        **{f"{split}_annotations_file": str(root / "annotations" / f"instances_{split}.json")
+           for split in ("train", "validation", "test")},
+    )
+    data = load_detection_data(args, seed=0)
+    assert dict(data.splits.num_rows) == CANVAS_COUNTS
+    assert sum(len(row["category"]) for row in data.splits["test"]["objects"]) == len(coco["annotations"])

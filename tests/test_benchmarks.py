@@ -92,3 +92,15 @@ def test_sft_benchmark_measures_each_setup_on_cpu(tmp_path):
     for row in rows.values():
         assert row["real_tokens_per_s"] > 0 and 0 < row["loss_last"] < 20
     assert "| hf_ft_packed |" in result.stdout
+
+
+def test_detection_augmentation_benchmark_times_both_libraries_or_says_one_is_missing(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "detection_augmentation_cost.py"), "--quick"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| torchvision v2 |")]
+    assert len(rows) == 2 and all(float(row.split("|")[3]) > 0 for row in rows)  # two image sizes, real timings
+    assert result.stdout.count("| albumentations |") == 2  # timed, or "not installed" (not a dependency)
+    assert result.stdout.count("| hf_ft recipe |") == 2
+    assert "every output box checked inside the image" in result.stdout

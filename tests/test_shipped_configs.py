@@ -49,6 +49,9 @@ STAND_INS = {
     "sft/qwen2_5_0_5b_capybara_lora.yaml": ("tiny_llama", "capybara_hub", None),
     "sft/llama3_1_8b_ultrachat_fsdp.yaml": ("tiny_llama", "ultrachat_hub", None),
     "sft/llama3_1_8b_ultrachat_qlora.yaml": ("tiny_llama", "ultrachat_hub", None),
+    "object_detection/demo_digit_canvases_rtdetr_lite0.yaml": ("tiny_detector", "canvases_coco", None),
+    "object_detection/rtdetr_v2_r50vd_cppe5.yaml": ("tiny_detector", "cppe5_hub", None),
+    "object_detection/rtdetr_v2_r18vd_coco_subset.yaml": ("tiny_coco_detector", "coco_folders", None),
 }
 # Shipped configs that need a CUDA GPU (QLoRA): without one, they must stop with the one-line error that says so.
 NEEDS_GPU = {"sft/llama3_1_8b_ultrachat_qlora.yaml"}
@@ -84,6 +87,7 @@ def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
         **_text_stand_ins(root / "text"),
         **_token_stand_ins(root / "token"),
         **_sft_stand_ins(root / "sft"),
+        **_detection_stand_ins(root / "detection"),
     }
 
 
@@ -193,6 +197,53 @@ def _sft_stand_ins(root: Path) -> dict:
     }
 
 
+CPPE5_LABELS = ["Coverall", "Face_Shield", "Gloves", "Goggles", "Mask"]
+
+
+def _detection_stand_ins(root: Path) -> dict:
+    """A tiny RT-DETR (one placeholder class, as the demo's) and one whose labels are the COCO stand-in's names (as
+    a COCO checkpoint knows COCO's); COCO folders in the demo's layout (annotations apart) and the COCO download's;
+    a Hub repo in CPPE-5's layout (train and test; ClassLabel categories, xywh boxes, width and height columns)."""
+    import json as json_module
+
+    from datasets import ClassLabel, Dataset, Features, Image, List, Value
+
+    from .tiny_detector import build_tiny_detector, write_coco
+
+    root.mkdir()
+    coco_names = ("person", "bicycle", "car", "dog", "cat", "bus", "train", "truck", "boat", "bird")
+    splits = {split: write_coco(root / "canvases" / split, count, seed, annotations_name=f"../instances_{split}.json")
+              for seed, (split, count) in enumerate({"train": 16, "validation": 6, "test": 6}.items())}
+    coco = {split: write_coco(root / "coco" / f"{split}2017", 12, seed, names=coco_names,
+                              annotations_name=f"../instances_{split}2017.json")
+            for seed, split in enumerate(("train", "val"))}
+    rows = {"image": [], "image_id": [], "width": [], "height": [], "objects": []}
+    annotations = json_module.loads((root / "canvases" / "instances_train.json").read_text())
+    for image in annotations["images"]:
+        objects = [a for a in annotations["annotations"] if a["image_id"] == image["id"]]
+        rows["image"].append(str(splits["train"] / image["file_name"]))
+        rows["image_id"].append(image["id"])
+        rows["width"].append(image["width"])
+        rows["height"].append(image["height"])
+        rows["objects"].append({"id": [a["id"] for a in objects], "area": [a["area"] for a in objects],
+                                "bbox": [a["bbox"] for a in objects],
+                                "category": [(a["category_id"] - 1) % 5 for a in objects]})
+    features = Features({"image": Image(), "image_id": Value("int64"), "width": Value("int32"), "height": Value("int32"),
+                         "objects": {"id": List(Value("int64")), "area": List(Value("float32")),
+                                     "bbox": List(List(Value("float32"), length=4)),
+                                     "category": List(ClassLabel(names=CPPE5_LABELS))}})
+    cppe5 = Dataset.from_dict(rows, features=features)
+    return {
+        "tiny_detector": build_tiny_detector(root / "tiny_detector"),
+        "tiny_coco_detector": build_tiny_detector(root / "tiny_coco_detector", coco_names[::-1]),
+        "canvases_coco": {f"{split}_{kind}": str(path) for split, directory in splits.items()
+                          for kind, path in (("dir", directory), ("annotations_file", root / "canvases" / f"instances_{split}.json"))},
+        "coco_folders": {"train_dir": coco["train"], "train_annotations_file": root / "coco" / "instances_train2017.json",
+                         "validation_dir": coco["val"], "validation_annotations_file": root / "coco" / "instances_val2017.json"},
+        "cppe5_hub": {"dataset_name": _hub_dataset(root / "cppe5", "default", {"train": cppe5, "test": cppe5.select(range(6))})},
+    }
+
+
 def _hub_dataset(root: Path, config_name: str, splits: dict) -> Path:
     """A Hub dataset repo's layout: `<config>/<split>-00000-of-00001.parquet`, declared in the README's `configs`."""
     lines = ["---", "configs:", f"- config_name: {config_name}", "  data_files:"]
@@ -252,7 +303,8 @@ def run_shipped(config: str, stand_ins: dict, runs_dir: Path) -> Path:
     if (output_dir / "report.md").is_file():
         return output_dir  # already run for a compress config that needed it as its teacher
     shipped = yaml.safe_load((CONFIGS / config).read_text())
-    for key in ("dataset_name", "train_dir", "validation_dir", "test_dir"):
+    for key in ("dataset_name", *(f"{split}_{kind}" for split in ("train", "validation", "test")
+                                   for kind in ("dir", "annotations_file"))):
         shipped.pop(key, None)
     teacher = run_shipped(model, stand_ins, runs_dir) if model in STAND_INS else stand_ins[model]
     overrides = {"model_name_or_path": str(teacher), "output_dir": str(output_dir), **SHORT_RUN,
@@ -341,4 +393,20 @@ def test_shipped_sft_config_runs_and_reports(config, stand_ins, runs_dir):
     assert ("exact_match" in results["test"]) == bool(shipped.get("exact_match"))
     assert "## A training sample" in (output_dir / "report.md").read_text()
     assert (output_dir / "merged").is_dir() == bool(shipped.get("merge_adapter"))
+    assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0
+
+
+@pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("object_detection/")])
+def test_shipped_detection_config_runs_and_reports(config, stand_ins, runs_dir):
+    output_dir = run_shipped(config, stand_ins, runs_dir)
+    data = STAND_INS[config][1]
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert set(results) == ({"validation"} if data == "coco_folders" else {"validation", "test"})
+    names = CPPE5_LABELS if data == "cppe5_hub" else None
+    id2label = AutoConfig.from_pretrained(output_dir).id2label
+    if names:
+        assert list(id2label.values()) == names
+    # The COCO stand-in checkpoint knows the data's classes by name: its head and order are kept and it is scored.
+    assert ("original_map" in results["validation"]) == (data == "coco_folders")
+    assert "## Per-class AP" in (output_dir / "report.md").read_text()
     assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0

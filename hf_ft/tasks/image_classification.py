@@ -45,21 +45,9 @@ TASK = "image-classification"
 
 
 @dataclass
-class ImageDataArguments(DataArguments):
+class ImageDataArguments(images.ImageFileArguments, DataArguments):
     """Image data: columns, checks and augmentation."""
 
-    image_column_name: str | None = field(
-        default=None,
-        metadata={"help": "The image column (an Image feature, or file paths); found automatically when obvious."},
-    )
-    verify_images: bool = field(
-        default=True,
-        metadata={"help": "Decode every image once before training so a corrupt file fails the run at start, by name."},
-    )
-    skip_corrupt_images: bool = field(
-        default=False,
-        metadata={"help": "Drop unreadable images (their count is logged) instead of stopping. Needs verify_images."},
-    )
     cache_images: bool = field(
         default=False,
         metadata={
@@ -93,8 +81,6 @@ class ImageDataArguments(DataArguments):
         super().__post_init__()
         if len(self.scale) != 2 or not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise ConfigError(f"--scale must be two numbers 0 < min <= max <= 1, got {self.scale}")
-        if self.skip_corrupt_images and not self.verify_images:
-            raise ConfigError("--skip_corrupt_images needs --verify_images true (images are checked in that pass).")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"--image_size must be >= 8, got {self.image_size}")
 

@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Image, Value
 from PIL import Image as PILImage
+
+from ..args import ConfigError
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "image_path", "image_file", "file_path", "filepath", "path", "file")
 _SHOWN_ERRORS = 5
+
+
+@dataclass
+class ImageFileArguments:
+    """The image column and the check of every image before training: the image tasks' data arguments have them.
+    List it before `DataArguments` in the bases (its `__post_init__` runs DataArguments' first)."""
+
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "The image column (an Image feature, or file paths); found automatically when obvious."},
+    )
+    verify_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image once before training so a corrupt file fails the run at start, by name."},
+    )
+    skip_corrupt_images: bool = field(
+        default=False,
+        metadata={"help": "Drop unreadable images (their count is logged) instead of stopping. Needs verify_images."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.skip_corrupt_images and not self.verify_images:
+            raise ConfigError("--skip_corrupt_images needs --verify_images true (images are checked in that pass).")
 
 
 def find_image_column(train: Dataset, requested: str | None) -> str:
