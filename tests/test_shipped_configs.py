@@ -221,7 +221,8 @@ def _detection_stand_ins(root: Path) -> dict:
     annotations = json_module.loads((root / "canvases" / "instances_train.json").read_text())
     for image in annotations["images"]:
         objects = [a for a in annotations["annotations"] if a["image_id"] == image["id"]]
-        rows["image"].append(str(splits["train"] / image["file_name"]))
+        # The bytes themselves, as the Hub's parquet holds them: a path would tie the datasets cache to this tmp dir.
+        rows["image"].append({"bytes": (splits["train"] / image["file_name"]).read_bytes(), "path": image["file_name"]})
         rows["image_id"].append(image["id"])
         rows["width"].append(image["width"])
         rows["height"].append(image["height"])
