@@ -47,6 +47,8 @@ logger = logging.getLogger("hf_ft")
 
 # Written by `train` after the model and trainer state: its presence means the training finished and was saved.
 TRAIN_RESULTS_FILE = "train_results.json"
+# The starting model's scores, taken before training (`baseline_scores`), kept so a resumed run need not redo them.
+BASELINE_FILE = "base_model_results.json"
 # What an attempt leaves once it has trained something worth keeping.
 _TRAINED_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", TRAIN_RESULTS_FILE)
 # Arguments that do not change what a run computes: a rerun that differs only in these is the same run.
@@ -293,6 +295,25 @@ def prepare_output_dir(
     if resume:
         logger.info("Resuming the run in %s from %s", path, resume)
     return resume, False
+
+
+def baseline_scores(
+    output_dir: Path, key: dict[str, Any], score: Callable[[], dict[str, Any]], *, should_save: bool
+) -> dict[str, Any]:
+    """The model a run starts from, scored by `score` before training (plain JSON data), or the scores an earlier
+    attempt at this run saved in `output_dir` under the same `key` (what was scored, and how), so a resumed or
+    reloaded run shows the numbers of the model it started from without scoring it again. Written when
+    `should_save` (the main process)."""
+    path = output_dir / BASELINE_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved["scores"]
+    scores = score()
+    if should_save:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "scores": scores}, indent=2), encoding="utf-8")
+    return scores
 
 
 def train(trainer: Trainer, run: Run, run_args: dict[str, Any]) -> dict[str, float]:

@@ -145,5 +145,5 @@ def test_the_published_checkpoint_is_scored_on_the_classes_it_knows(tmp_path, co
     scores = results(output_dir)
     assert {"original_map", "original_map_50"} <= set(scores["test"])
     baseline = json.loads((output_dir / "base_model_results.json").read_text())
-    assert baseline["baseline"]["known"] == ["1", "7"]
+    assert baseline["scores"]["known"] == ["1", "7"]
     assert "for the 2 of these classes it knows by name" in (output_dir / "report.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -154,3 +155,19 @@ def test_args_yaml_is_written_whole(tmp_path):
     runs.write_args(tmp_path, {"b": 1, "a": [1, 2]})
     assert yaml.safe_load((tmp_path / "args.yaml").read_text()) == {"a": [1, 2], "b": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
+
+
+def test_baseline_scores_are_reused_for_the_same_key_only(tmp_path):
+    from hf_ft.runs import BASELINE_FILE, baseline_scores
+
+    calls = []
+
+    def score():
+        calls.append(1)
+        return {"metrics": {"test": {"loss": 1.5 + len(calls)}}}
+
+    first = baseline_scores(tmp_path, {"data": "a"}, score, should_save=True)
+    assert baseline_scores(tmp_path, {"data": "a"}, score, should_save=True) == first and len(calls) == 1
+    other = baseline_scores(tmp_path, {"data": "b"}, score, should_save=False)  # another evaluation: scored again
+    assert other != first and len(calls) == 2
+    assert json.loads((tmp_path / BASELINE_FILE).read_text())["key"] == {"data": "a"}  # not overwritten

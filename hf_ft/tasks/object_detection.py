@@ -46,6 +46,7 @@ from ..errors import InputError
 from ..hub import CardFacts, check_model_source
 from ..models import load_for_labels, offline_hint, saved_label_names
 from ..report import TaskReport
+from ..runs import baseline_scores
 from ..vision import boxes as box_ops
 from ..vision import detection_report
 from ..vision import images
@@ -58,7 +59,6 @@ logger = logging.getLogger("hf_ft")
 TASK = "object-detection"
 PR_CURVES_FILE = "pr_curves.png"
 DETECTIONS_FILE = "detections.png"
-BASELINE_FILE = "base_model_results.json"  # the original checkpoint's scores, kept so a resumed run need not redo them
 # Headline metrics (torchmetrics' MeanAveragePrecision keys) -> column titles; small/medium/large are COCO's areas.
 COLUMNS = {
     "map": "mAP",
@@ -699,19 +699,23 @@ def detection_trainer(
     training_args: TrainingArguments,
     *,
     max_detections: int,
+    label_map: torch.Tensor | None = None,
     callbacks: Sequence = (),
 ) -> DetectionTrainer:
-    """A `DetectionTrainer` on `splits` (train, and validation for evaluation during training)."""
+    """A `DetectionTrainer` on `splits`: train (if there, to train on) and validation (evaluation during training; a
+    Trainer with an `eval_strategy` is refused without one, even when it only predicts). `label_map`: see
+    `DetectionTrainer`."""
     return DetectionTrainer(
         model=model,
         args=detection_training_args(training_args),
-        train_dataset=splits["train"],
+        train_dataset=splits.get("train"),
         eval_dataset=splits.get("validation"),
         data_collator=collator_for(model),
         processing_class=processor,
         compute_metrics=DetectionMetrics(),
         callbacks=list(callbacks),
         max_detections=max_detections,
+        label_map=label_map,
     )
 
 
@@ -738,35 +742,30 @@ def score_original_model(
         config = AutoConfig.from_pretrained(source, **model_args.hub_kwargs())
     own = saved_label_names(config)
     known = [name for name in data.label_names if name in own]
-    evaluated = {name: data.splits[name] for name in ("validation", "test") if name in data.splits}
-    key = {"checkpoint": source, "revision": model_args.model_revision, "known": known, "splits": _digest(evaluated)}
-    path = output_dir / BASELINE_FILE
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return saved["baseline"]
-    baseline: dict[str, Any] = {"known": known, "metrics": {}}
-    if known:
+    evaluated = DatasetDict({name: data.splits[name] for name in ("validation", "test") if name in data.splits})
+
+    def original_scores() -> dict[str, Any]:
+        baseline: dict[str, Any] = {"known": known, "metrics": {}}
+        if not known:
+            return baseline
         logger.info("Scoring %s as published on the %d classes it knows: %s", source, len(known), known[:10])
         with offline_hint(source):
             model = AutoModelForObjectDetection.from_pretrained(source, **model_args.hub_kwargs())
             processor = AutoImageProcessor.from_pretrained(source, **model_args.hub_kwargs())
         label_map = torch.tensor([data.label_names.index(n) if n in data.label_names else -1 for n in own])
-        transformed = attach_transforms(DatasetDict(evaluated), processor, data_args)
-        trainer = DetectionTrainer(
-            model=model, args=detection_training_args(training_args), data_collator=collator_for(model),
-            eval_dataset=transformed["validation"],  # a Trainer with an eval_strategy refuses to be built without one
-            processing_class=processor, compute_metrics=DetectionMetrics(),
-            max_detections=data_args.max_detections, label_map=label_map,
-        )
+        transformed = attach_transforms(evaluated, processor, data_args)
+        trainer = detection_trainer(model, processor, transformed, training_args,
+                                    max_detections=data_args.max_detections, label_map=label_map)
         for name, split in transformed.items():
             metrics = trainer.predict(split, metric_key_prefix="original").metrics
-            baseline["metrics"][name] = {k.removeprefix("original_"): v for k, v in metrics.items() if k.removeprefix("original_") in COLUMNS}
-        del trainer, model
-    if training_args.should_save:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "baseline": baseline}, indent=2), encoding="utf-8")
-    return baseline
+            baseline["metrics"][name] = {
+                key.removeprefix("original_"): value for key, value in metrics.items()
+                if key.removeprefix("original_") in COLUMNS
+            }
+        return baseline
+
+    key = {"checkpoint": source, "revision": model_args.model_revision, "known": known, "splits": _digest(evaluated)}
+    return baseline_scores(output_dir, key, original_scores, should_save=training_args.should_save)
 
 
 def _digest(splits: Mapping[str, Dataset]) -> dict[str, str]:

@@ -52,7 +52,7 @@ from ..data import sources
 from ..errors import InputError
 from ..models import offline_hint
 from ..report import TaskReport
-from ..runs import Prediction
+from ..runs import Prediction, baseline_scores
 
 try:
     from trl import SFTConfig, SFTTrainer
@@ -70,7 +70,6 @@ ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}
 # How a rendered training sample shows the tokens the loss falls on.
 TRAINED_START, TRAINED_END = "[[", "]]"
-BASELINE_FILE = "base_model_results.json"  # the base model's scores, kept so a resumed run need not redo them
 # For tokenizers without a chat template: role headers in plain text and the tokenizer's own EOS closing every turn,
 # so no token is added to the vocabulary and the model learns to stop where generation stops.
 DEFAULT_CHAT_TEMPLATE = (
@@ -727,18 +726,12 @@ def score_base_model(
     """The model's scores before training (the same splits, the same code as after), saved in `output_dir` so that
     a resumed or reloaded run shows the numbers of the model it started from. The saved scores are reused only for
     the same held-out tokens and generation settings."""
-    path = output_dir / BASELINE_FILE
+    def base_scores() -> dict[str, Any]:
+        logger.info("Scoring the base model on %s before training", [n for n in ("validation", "test") if n in splits])
+        return dataclasses.asdict(score(trainer.model, tokenizer, data, data_args, split_losses(trainer, splits)))
+
     key = _baseline_key(splits, data_args)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return Scores(**saved["scores"])
-    logger.info("Scoring the base model on %s before training", [n for n in ("validation", "test") if n in splits])
-    scores = score(trainer.model, tokenizer, data, data_args, split_losses(trainer, splits))
-    if trainer.is_world_process_zero():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "scores": dataclasses.asdict(scores)}, indent=2), encoding="utf-8")
-    return scores
+    return Scores(**baseline_scores(output_dir, key, base_scores, should_save=trainer.is_world_process_zero()))
 
 
 def _baseline_key(splits: Mapping[str, Dataset], data_args: SFTDataArguments) -> dict[str, Any]:
