@@ -256,8 +256,26 @@ class ReportArguments:
 
     compare_with: list[str] = field(
         default_factory=list,
-        metadata={"help": "Output dirs of earlier runs whose results go side by side with this one in report.md."},
+        metadata={
+            "help": "Output dirs of earlier runs whose results go side by side with this one in report.md; on the same "
+            "test set, also the paired difference of each headline metric with its interval, and the examples "
+            "whose prediction changed, regressions first."
+        },
     )
+    bootstrap_resamples: int = field(
+        default=1000,
+        metadata={
+            "help": "Resamples of the test examples behind each headline metric's confidence interval and each paired "
+            "difference (percentile bootstrap, seeded by --seed); 0 computes no intervals."
+        },
+    )
+    confidence_level: float = field(default=0.95, metadata={"help": "Confidence level of those intervals."})
+
+    def __post_init__(self):
+        if self.bootstrap_resamples < 0:
+            raise ConfigError(f"--bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
+        if not 0.0 < self.confidence_level < 1.0:
+            raise ConfigError(f"--confidence_level must be in (0, 1), got {self.confidence_level}")
 
 
 def check_peft_and_freezing(model_args: ModelArguments, peft_args: PeftArguments) -> None:

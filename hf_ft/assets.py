@@ -72,6 +72,8 @@ LITE0_PRETRAINED_CFG = {
 }
 
 DIGITS_SPLITS = ("train", "validation", "test")
+# The imbalanced digits keep this fraction of the rarest digit's (the 9s') training images.
+IMBALANCE_RAREST_FRACTION = 0.05
 
 LITE0_MODEL_CARD = """\
 ---
@@ -420,6 +422,31 @@ def export_digits_imagefolder(
     """
     splits = split_digits(seed, validation_size, test_size)
     marker = _split_marker("digits", seed, validation_size, test_size)
+    return _materialize(
+        Path(output_dir), marker, DIGITS_SPLITS, lambda directory: _write_digits(directory, splits, seed)
+    )
+
+
+def imbalanced_train_rows(train_rows: list[int], *, rarest_fraction: float = IMBALANCE_RAREST_FRACTION) -> list[int]:
+    """A long-tailed subset of the digits' training rows: digit k keeps `rarest_fraction ** (k / 9)` of its rows
+    (all of the 0s, down to `rarest_fraction` of the 9s), at least 5, the first ones in row order."""
+    from sklearn.datasets import load_digits
+
+    targets = load_digits().target
+    kept = []
+    for digit in range(10):
+        rows = [row for row in train_rows if targets[row] == digit]
+        kept += rows[: max(5, round(len(rows) * rarest_fraction ** (digit / 9)))]
+    return sorted(kept)
+
+
+def export_imbalanced_digits(output_dir: str | os.PathLike, *, seed: int = 0) -> Path:
+    """The digits imagefolder with a long-tailed training split (`imbalanced_train_rows`: 100% of the 0s down to 5%
+    of the 9s) and the same balanced validation and test splits as `export_digits_imagefolder`, image for image,
+    so runs on either are scored on the same examples (cached)."""
+    splits = split_digits(seed, 0.1, 0.2)
+    splits["train"] = imbalanced_train_rows(splits["train"])
+    marker = {**_split_marker("digits_imbalanced", seed, 0.1, 0.2), "rarest_fraction": IMBALANCE_RAREST_FRACTION}
     return _materialize(
         Path(output_dir), marker, DIGITS_SPLITS, lambda directory: _write_digits(directory, splits, seed)
     )
@@ -1054,7 +1081,8 @@ def _check_packages(task: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`hf-ft-demo-assets`: write the offline demos' checkpoints and data under `--output_dir`.
 
-    `--task image` (default): `<output_dir>/efficientnet_lite0/`, `digits/`, `student_mobilenetv3/`.
+    `--task image` (default): `<output_dir>/efficientnet_lite0/`, `digits/`, `digits_imbalanced/` (a long-tailed
+    training split, the same validation and test images), `student_mobilenetv3/`.
     `--task text`: `<output_dir>/minilm/` (real all-MiniLM-L6-v2), `minilm_random/` (same architecture, random
     weights) and `bbc_news/` (real BBC News articles, csv splits). `--task token`: the same MiniLM dirs and `wnut16/`
     (real tweets with gold entity tags, CoNLL splits). `--task sft`: `<output_dir>/smollm2/` (real
@@ -1088,8 +1116,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             raise SystemExit(f"error: {err}") from None
         data_dir = export_digits_imagefolder(args.output_dir / "digits")
+        imbalanced_dir = export_imbalanced_digits(args.output_dir / "digits_imbalanced")
         student_dir = write_untrained_student(args.output_dir / "student_mobilenetv3")
-        print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}\nUntrained student: {student_dir}")
+        print(f"Checkpoint: {model_dir}\nImagefolder: {data_dir}\nLong-tailed training split: {imbalanced_dir}\n"
+              f"Untrained student: {student_dir}")
     _check_packages(args.task)
     if args.task in ("text", "all"):
         try:

@@ -190,6 +190,7 @@ def evaluate(
     predictions: Mapping[str, Sequence[np.ndarray]],
     label_names: Sequence[str],
     train_label_counts: Sequence[int],
+    examples: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> TaskReport:
     """Score each split, write its per-class CSV and confusion matrix (CSV and picture), and return the report.
 
@@ -202,6 +203,8 @@ def evaluate(
         label_names: Class names, indexed by class id (C of them).
         train_label_counts: Samples per class id in the training split. The majority-class baseline always
             predicts the most frequent training class (the lowest id on a tie), as a model without inputs would.
+        examples: Split -> (each example's `hf_ft.bootstrap.example_id`, a short text naming it): the report then
+            keeps one record per example (`example_records`), for intervals and paired comparisons.
 
     Raises:
         ValueError: A split has a bad name, shapes that do not match, or label ids outside the classes;
@@ -237,7 +240,63 @@ def evaluate(
         curves={"accuracy": "accuracy", "f1": "macro F1 (classes present)", f"top{TOP_K}_accuracy": f"top-{TOP_K} accuracy"},
         card_metric_types=CARD_METRIC_TYPES,
         card_note=MACRO_F1_NOTE,
+        examples={
+            name: example_records(checked[name][0], checked[name][1], label_names, *examples[name])
+            for name in checked if examples and name in examples
+        },
+        scorer=records_scorer if examples else None,
+        per_class_recall=True,
     )
+
+
+def example_records(
+    logits: np.ndarray, labels: np.ndarray, label_names: Sequence[str], ids: Sequence[str], inputs: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One record per example (`hf_ft.bootstrap`): its id and name, reference and prediction by class name, the
+    predicted class's softmax probability, and, with more than `TOP_K` classes, the top-`TOP_K` classes."""
+    if not len(ids) == len(inputs) == len(labels):
+        raise ValueError(f"{len(labels)} labels but {len(ids)} example ids and {len(inputs)} inputs.")
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+    top = np.argsort(-logits, axis=-1, kind="stable")[:, :TOP_K]
+    records = []
+    for i, (label, row) in enumerate(zip(labels, top)):
+        record = {
+            "id": ids[i],
+            "input": inputs[i],
+            "reference": label_names[label],
+            "prediction": label_names[row[0]],
+            "correct": bool(row[0] == label),
+            "probability": round(float(probabilities[i, row[0]]), 6),
+        }
+        if len(label_names) > TOP_K:
+            record[f"top{TOP_K}"] = [label_names[j] for j in row]
+        records.append(record)
+    return records
+
+
+def records_scorer(records: Sequence[dict[str, Any]]) -> Callable[[np.ndarray], dict[str, float]]:
+    """`hf_ft.bootstrap.Scorer` of `example_records`: accuracy, macro F1 (classes present in the resample) and
+    top-k accuracy, equal to `classification_metrics` on the same examples, counted with `np.bincount` so a
+    thousand resamples take milliseconds."""
+    names = {name: i for i, name in enumerate(dict.fromkeys(n for r in records for n in (r["reference"], r["prediction"])))}
+    references = np.array([names[r["reference"]] for r in records])
+    predicted = np.array([names[r["prediction"]] for r in records])
+    in_top_k = np.array([r["reference"] in r[f"top{TOP_K}"] for r in records]) if f"top{TOP_K}" in records[0] else None
+    num_classes = len(names)
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        truth, guess = references[indices], predicted[indices]
+        hits = truth == guess
+        true_counts = np.bincount(truth, minlength=num_classes)
+        both = true_counts + np.bincount(guess, minlength=num_classes)
+        f1 = np.divide(2 * np.bincount(truth[hits], minlength=num_classes), both, out=np.zeros(num_classes), where=both > 0)
+        scores = {"accuracy": float(hits.mean()), "f1": float(f1[true_counts > 0].mean())}
+        if in_top_k is not None:
+            scores[f"top{TOP_K}_accuracy"] = float(in_top_k[indices].mean())
+        return scores
+
+    return statistic
 
 
 def _check_splits(

@@ -15,6 +15,18 @@ def metric_value(key: str, value: Any) -> str:
     return pct(value) if "accuracy" in key else f"{value:.4f}"
 
 
+def difference(key: str, value: Any) -> str:
+    """A difference of two metrics, signed: accuracies in percentage points, other scores to 4 decimals."""
+    if not is_number(value):
+        return "—"
+    return f"{100 * value:+.2f} pp" if "accuracy" in key else f"{value:+.4f}"
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def cell(text: Any) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")

@@ -6,30 +6,46 @@ run's output dir:
 
 - `eval_results.json`: the task's metrics per split;
 - `training_curves.png`: losses and eval metrics against the step, from `trainer.state.log_history`;
-- `report.md`: the title (the run's name), the task's headline, a summary of the run, the metrics of every split,
-  the task's sections, the curves, a comparison with earlier runs if asked, and the resolved configuration.
+- `<split>_predictions.jsonl`: one record per example (what it is, its reference, the prediction), when the task
+  gives them: what later runs pair with (`compare_with`);
+- `confidence_intervals.json`: the bootstrap interval of each headline metric (`hf_ft.bootstrap`);
+- `report.md`: the title (the run's name), the task's headline, a summary of the run, the metrics of every split
+  with their intervals, the task's sections, the curves, a comparison with earlier runs if asked (paired
+  differences on the same test set, and the examples whose prediction changed), and the resolved configuration.
 
 Call it on the main process only (it writes files).
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from hf_ft import bootstrap
 from hf_ft import markdown as md
-from hf_ft.errors import InputError
 from hf_ft.args import ARGS_FILE
+from hf_ft.bootstrap import BootstrapSettings, Record, Scorer
+from hf_ft.errors import InputError
+
+logger = logging.getLogger("hf_ft")
 
 EVAL_RESULTS_FILE = "eval_results.json"
 REPORT_FILE = "report.md"
 CURVES_FILE = "training_curves.png"
+PREDICTIONS_FILE = "{split}_predictions.jsonl"
+INTERVALS_FILE = "confidence_intervals.json"
+# How many changed examples report.md lists per earlier run (the CSV has them all).
+NUM_CHANGED_SHOWN = 10
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -67,6 +83,12 @@ class TaskReport:
     card_metric_types: dict[str, tuple[str, dict | None]] = field(default_factory=dict)
     # Appended under the card's results table.
     card_note: str = ""
+    # Split -> one record per example (`hf_ft.bootstrap`), and the scorer that recomputes the `compared` metrics on
+    # a resample of them: the intervals, and the paired differences with earlier runs.
+    examples: dict[str, list[Record]] = field(default_factory=dict)
+    scorer: Scorer | None = None
+    # The references are classes: a comparison shows each class's recall in both runs.
+    per_class_recall: bool = False
 
 
 def write_report(
@@ -75,8 +97,10 @@ def write_report(
     summary: dict,
     log_history: list[dict],
     compare_with: Iterable[str | Path] = (),
+    bootstrap_settings: BootstrapSettings | None = BootstrapSettings(),
 ) -> dict[str, dict[str, float]]:
-    """Write `eval_results.json`, `training_curves.png` and `report.md` of a run into `output_dir`.
+    """Write `eval_results.json`, `training_curves.png`, the per-example predictions, the confidence intervals and
+    `report.md` of a run into `output_dir`.
 
     Args:
         output_dir: Where the files go (created if missing).
@@ -87,7 +111,9 @@ def write_report(
             "size_bytes"}, PEFT runs only), "teacher" (distilled runs only)}`. Missing entries show as "—".
         log_history: `trainer.state.log_history`, for the training curves (may be empty).
         compare_with: Output dirs of earlier runs; their `eval_results.json` (and the model name from their
-            `args.yaml`) go side by side with this run.
+            `args.yaml`) go side by side with this run, and where both runs hold per-example predictions of the
+            same examples, the paired differences and the examples whose prediction changed.
+        bootstrap_settings: How the intervals are computed; None computes none.
 
     Returns:
         `task_report.metrics`, as written to `eval_results.json`.
@@ -105,16 +131,27 @@ def write_report(
     has_curves = _plot_training_curves(output_dir / CURVES_FILE, log_history, task_report.curves)
     with open(output_dir / EVAL_RESULTS_FILE, "w", encoding="utf-8") as f:
         json.dump(task_report.metrics, f, indent=2)
+    for split, records in task_report.examples.items():
+        _write_records(output_dir / PREDICTIONS_FILE.format(split=split), records)
+    intervals = _intervals(task_report, bootstrap_settings)
+    if intervals:
+        payload = {"method": bootstrap_settings.describe(), "intervals": intervals}
+        (output_dir / INTERVALS_FILE).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     run_name = summary.get("run_name") or output_dir.absolute().name  # absolute: "." has no name
     sections = [
         f"# Evaluation report: {md.cell(run_name)}\n\n{task_report.headline}",
         _summary_section(summary, task_report.facts),
         _metrics_section(task_report),
+        *([_intervals_section(task_report, intervals, bootstrap_settings)] if intervals else []),
         *task_report.sections,
         _curves_section(has_curves),
     ]
     if earlier_runs:
         sections.append(_comparison_section(task_report, earlier_runs, summary, run_name))
+        sections += [
+            _paired_section(output_dir, task_report, earlier, index, bootstrap_settings)
+            for index, earlier in enumerate(earlier_runs)
+        ]
     sections.append(md.config_section(config_yaml))
     (output_dir / REPORT_FILE).write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     return task_report.metrics
@@ -133,6 +170,7 @@ class _EarlierRun:
     path: Path
     model: str | None
     results: dict[str, dict[str, float]]
+    records: dict[str, list[Record]]  # split -> per-example predictions, where the run wrote them
 
 
 def check_compare_with(paths: Iterable[str | Path]) -> None:
@@ -172,7 +210,71 @@ def _read_earlier_run(path: Path) -> _EarlierRun:
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise ValueError(f"compare_with: cannot read {args_file}: {error}") from error
         model = args.get("model_name_or_path") if isinstance(args, dict) else None
-    return _EarlierRun(path=path, model=model, results=results)
+    records = {}
+    for split in results:
+        file = path / PREDICTIONS_FILE.format(split=split)
+        if file.is_file():
+            try:
+                records[split] = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ValueError(f"compare_with: cannot read {file}: {error}") from error
+    return _EarlierRun(path=path, model=model, results=results, records=records)
+
+
+# --- per-example predictions and intervals ------------------------------------------------------------------
+
+
+def _write_records(path: Path, records: list[Record]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _scored_keys(task_report: TaskReport, scores: dict[str, float]) -> list[str]:
+    """The headline metrics (`compared`, else the table's) that the task's scorer recomputes."""
+    return [key for key in (task_report.compared or task_report.columns) if key in scores]
+
+
+def _resamples(settings: BootstrapSettings | None) -> bool:
+    return settings is not None and settings.num_resamples > 0
+
+
+def _intervals(task_report: TaskReport, settings: BootstrapSettings | None) -> dict[str, dict[str, list[float]]]:
+    """Split -> metric -> [low, high], for the `compared` metrics the task's scorer recomputes."""
+    if not _resamples(settings) or task_report.scorer is None:
+        return {}
+    intervals = {}
+    for split, records in task_report.examples.items():
+        if len(records) < 2:
+            continue
+        whole = task_report.scorer(records)(np.arange(len(records)))
+        keys = _scored_keys(task_report, whole)
+        reported = task_report.metrics.get(split, {})
+        for key in keys:  # the resampled statistic must be the reported one, or its interval means nothing
+            if md.is_number(reported.get(key)) and not math.isclose(whole[key], reported[key], rel_tol=1e-6, abs_tol=1e-9):
+                logger.warning("%s %s: rescored %.6g from the records, reported %.6g", split, key, whole[key], reported[key])
+        found = bootstrap.intervals(records, task_report.scorer, keys, settings)
+        intervals[split] = {key: [low, high] for key, (low, high) in found.items()}
+    return intervals
+
+
+def _intervals_section(
+    task_report: TaskReport, intervals: dict[str, dict[str, list[float]]], settings: BootstrapSettings
+) -> str:
+    names = {**task_report.compared, **task_report.columns}
+    rows = [
+        f"| {split} | {md.cell(names.get(key, key))} | {md.metric_value(key, task_report.metrics[split].get(key))} | "
+        f"{md.metric_value(key, low)} – {md.metric_value(key, high)} |"
+        for split, found in intervals.items()
+        for key, (low, high) in found.items()
+    ]
+    return (
+        f"## How sure these numbers are\n\n{settings.describe().capitalize()}: the range the score would likely take "
+        "on another test set drawn like this one. Two runs whose intervals overlap may still differ: "
+        "`compare_with` gives the paired difference, which is much tighter. Also in "
+        f"[`{INTERVALS_FILE}`]({INTERVALS_FILE}).\n\n"
+        "| Split | Metric | Value | Interval |\n|---|---|---:|---:|\n" + "\n".join(rows)
+    )
 
 
 # --- curves ----------------------------------------------------------------------------------------------------
@@ -277,6 +379,102 @@ def _comparison_section(
 def _comparison_row(label: str, model: str | None, results: dict[str, dict], splits: list[str], keys: tuple[str, ...]) -> str:
     cells = [md.metric_value(key, results.get(split, {}).get(key)) for split in splits for key in keys]
     return f"| {label} | {md.code(model)} | " + " | ".join(cells) + " |"
+
+
+def _paired_section(
+    output_dir: Path, task_report: TaskReport, earlier: _EarlierRun, index: int, settings: BootstrapSettings | None
+) -> str:
+    """This run against one earlier run on each split both scored: the paired differences with their intervals, or
+    why there are none; the examples whose prediction changed (focus split), and per-class recall for classes."""
+    title = f"## Paired with {md.code(str(earlier.path))}"
+    if task_report.scorer is None:
+        return f"{title}\n\n_This task keeps no per-example predictions: no paired difference._"
+    names = {**task_report.compared, **task_report.columns}
+    paragraphs, rows, focus_changed, recall_rows = [], [], None, []
+    shared = [split for split in task_report.examples if split in earlier.results]
+    focus = "test" if "test" in shared else (shared[-1] if shared else None)
+    for split in shared:
+        records, theirs = task_report.examples[split], earlier.records.get(split)
+        if theirs is None:
+            paragraphs.append(
+                f"The {split} split: that run holds no `{PREDICTIONS_FILE.format(split=split)}` (written by hf_ft "
+                "runs since per-example predictions were added), so no paired difference."
+            )
+            continue
+        reason = bootstrap.same_examples(records, theirs)
+        if reason:
+            paragraphs.append(
+                f"**Not the same {split} set:** {reason}. Their scores are not comparable, and no paired difference "
+                "is computed."
+            )
+            continue
+        keys = _scored_keys(task_report, task_report.scorer(records)(np.arange(len(records))))
+        found = bootstrap.paired_difference(records, theirs, task_report.scorer, keys, settings)
+        for key, (difference, low, high) in found.differences.items():
+            interval, clear = "—", "—"
+            if low is not None:
+                interval, clear = f"{md.difference(key, low)} – {md.difference(key, high)}", "yes" if low > 0 or high < 0 else "no"
+            rows.append(
+                f"| {split} | {md.cell(names.get(key, key))} | {md.difference(key, difference)} | {interval} | {clear} |"
+            )
+        if split == focus:
+            focus_changed = found.changed
+            if task_report.per_class_recall:
+                recall_rows = _recall_rows(records, theirs)
+    parts = [title]
+    if rows:
+        how = f"{settings.describe()}, the same resamples for both runs" if _resamples(settings) else "no intervals"
+        parts.append(
+            f"This run minus that one, on the same examples ({how}). "
+            "\"Clear\": the interval excludes 0.\n\n| Split | Metric | Difference | Interval | Clear |\n"
+            "|---|---|---:|---:|---|\n" + "\n".join(rows)
+        )
+    parts += paragraphs
+    if recall_rows:
+        parts.append(
+            f"Recall of each class on the {focus} split (the fraction of its examples predicted as it):\n\n"
+            "| Class | Support | That run | This run | Difference |\n|---|---:|---:|---:|---:|\n" + "\n".join(recall_rows)
+        )
+    if focus_changed is not None:
+        parts.append(_changed_section(output_dir, focus_changed, index, focus))
+    return "\n\n".join(parts)
+
+
+def _recall_rows(records: list[Record], earlier: list[Record]) -> list[str]:
+    theirs = {record["id"]: record["correct"] for record in earlier}
+    by_class: dict[str, list[tuple[bool, bool]]] = {}
+    for record in records:
+        by_class.setdefault(str(record["reference"]), []).append((bool(theirs[record["id"]]), bool(record["correct"])))
+    rows = []
+    for name in sorted(by_class):
+        pairs = np.asarray(by_class[name], dtype=float)
+        that, this = pairs.mean(axis=0)
+        rows.append(
+            f"| {md.cell(name)} | {len(pairs):,} | {md.pct(that)} | {md.pct(this)} | {md.difference('accuracy', this - that)} |"
+        )
+    return rows
+
+
+def _changed_section(output_dir: Path, changed: list[dict[str, Any]], index: int, split: str) -> str:
+    file = f"compared_{index}_{split}_changed.csv"
+    with open(output_dir / file, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["kind", "id", "input", "reference", "earlier", "this_run"])
+        writer.writeheader()
+        writer.writerows(changed)
+    counts = {kind: sum(row["kind"] == kind for row in changed) for kind in ("regression", "fixed", "changed")}
+    if not changed:
+        return f"No {split} example is predicted differently."
+    rows = [
+        f"| {row['kind']} | {md.cell(md.shorten(str(row['input']) or row['id']))} | {md.cell(md.shorten(str(row['reference'])))} | "
+        f"{md.cell(md.shorten(str(row['earlier'])))} | {md.cell(md.shorten(str(row['this_run'])))} |"
+        for row in changed[:NUM_CHANGED_SHOWN]
+    ]
+    return (
+        f"{len(changed):,} {split} examples are predicted differently: {counts['regression']:,} regressions (right "
+        f"there, wrong here), {counts['fixed']:,} fixed, {counts['changed']:,} otherwise changed. The first "
+        f"{len(rows)}, regressions first (all in [`{file}`]({file})):\n\n"
+        "| Kind | Example | Reference | That run | This run |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    )
 
 
 # --- formatting ------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from .args import (
     non_default,
     to_plain_dict,
 )
+from .bootstrap import BootstrapSettings
 from .checkpoints import TRAINER_STATE_FILE, CheckpointError, is_complete_checkpoint, last_complete_checkpoint
 from .errors import InputError
 
@@ -64,6 +65,8 @@ _NOT_RESULT_AFFECTING = {
     "report_to",
     "run_name",
     "compare_with",
+    "bootstrap_resamples",
+    "confidence_level",
     "logging_steps",
     "disable_tqdm",
     # speed only (hf_ft.speed); their defaults follow the machine, so a resume elsewhere must not be refused
@@ -371,7 +374,8 @@ def finish(
         train_metrics: What `train` returned.
         peft_args: The PEFT method trained, if any (`output_dir` then holds an adapter), and `merge_adapter`: also
             write `output_dir/merged`, the adapter merged into its base (loads without PEFT).
-        report_args: `compare_with`, the output dirs of earlier runs shown side by side in the report.
+        report_args: `compare_with`, the output dirs of earlier runs shown side by side in the report, and how the
+            intervals are computed.
         save_with_model: Writes what the model needs beside it (processor, tokenizer) into a dir: called for
             `output_dir` and the merged model.
 
@@ -399,7 +403,12 @@ def finish(
             "teacher": about.teacher,
         }
         results = report.write_report(
-            output_dir, task_report, summary, trainer.state.log_history, report_args.compare_with
+            output_dir,
+            task_report,
+            summary,
+            trainer.state.log_history,
+            report_args.compare_with,
+            BootstrapSettings(report_args.bootstrap_resamples, report_args.confidence_level, seed=trainer.args.seed),
         )
         hub.write_model_card(
             output_dir,

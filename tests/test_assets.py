@@ -193,6 +193,18 @@ def test_digits_tree_counts_are_stratified(digits_dir):
             assert abs(per_class[digit] - count * size / 1797) <= 1, (split, digit)
 
 
+def test_imbalanced_digits_have_a_long_tail_and_the_same_evaluation_images(digits_dir, tmp_path):
+    imbalanced = _tree(assets.export_imbalanced_digits(tmp_path / "digits_imbalanced"))
+    balanced = _tree(digits_dir)
+    for split in ("validation", "test"):
+        assert {k: v for k, v in imbalanced.items() if k.startswith(split)} == {k: v for k, v in balanced.items() if k.startswith(split)}
+    train = Counter(int(f.split("/")[1]) for f in imbalanced if f.startswith("train/"))
+    full = Counter(int(f.split("/")[1]) for f in balanced if f.startswith("train/"))
+    counts = [train[digit] for digit in range(10)]
+    assert counts == sorted(counts, reverse=True) and train[0] == full[0] and 5 <= train[9] <= 0.06 * full[9] + 1
+    assert set(imbalanced) - set(balanced) == set()  # a subset of the same files
+
+
 def test_digits_export_is_deterministic_and_cached(digits_dir, tmp_path):
     again = assets.export_digits_imagefolder(tmp_path / "digits")
     assert _tree(again) == _tree(digits_dir)

@@ -36,6 +36,8 @@ STAND_INS = {
     "image_cls/resnet50_imagefolder_timm.yaml": ("timm_resnet", "beans_imagefolder", None),
     "image_cls/demo_digits_efficientnet_lite0.yaml": ("lite0", "digits", None),
     "image_cls/demo_digits_efficientnet_lite0_lora.yaml": ("lite0", "digits", None),
+    "image_cls/demo_digits_imbalanced.yaml": ("lite0", "digits_imbalanced", None),
+    "image_cls/demo_digits_imbalanced_class_weight.yaml": ("lite0", "digits_imbalanced", None),
     "compress/vit_beans_to_deit_small.yaml": ("image_cls/vit_beans.yaml", "beans_hub", "vit"),
     "compress/resnet50_to_resnet18_beans.yaml": ("image_cls/resnet50_imagefolder_timm.yaml", "beans_hub", "timm_resnet"),
     "compress/demo_digits.yaml": ("image_cls/demo_digits_efficientnet_lite0.yaml", "digits", "mobilenetv3"),
@@ -67,7 +69,7 @@ def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
     """Local models and data by the names STAND_INS uses."""
     import timm
 
-    from hf_ft.assets import convert_efficientnet_lite0, write_untrained_student
+    from hf_ft.assets import convert_efficientnet_lite0, export_imbalanced_digits, write_untrained_student
 
     root = tmp_path_factory.mktemp("stand_ins")
     convnext = timm.create_model("test_convnext", num_classes=5)
@@ -82,6 +84,8 @@ def stand_ins(tmp_path_factory, digits_dir, tiny_vit_dir, tiny_timm_dir):
         "mobilenetv3": write_untrained_student(root / "student_mobilenetv3"),
         "digits": {"train_dir": digits_dir / "train", "validation_dir": digits_dir / "validation",
                    "test_dir": digits_dir / "test"},
+        "digits_imbalanced": {split: export_imbalanced_digits(root / "digits_imbalanced") / split.removesuffix("_dir")
+                              for split in ("train_dir", "validation_dir", "test_dir")},
         "beans_imagefolder": {"train_dir": beans_folders / "train", "test_dir": beans_folders / "test"},
         "beans_hub": {"dataset_name": _beans_hub_layout(beans_folders, root / "beans_hub")},
         **_text_stand_ins(root / "text"),
@@ -312,6 +316,8 @@ def run_shipped(config: str, stand_ins: dict, runs_dir: Path) -> Path:
                  **{key: str(value) for key, value in stand_ins[data].items()}}
     if student:
         overrides.update(student_model_name_or_path=str(stand_ins[student]), **SHORT_COMPRESSION)
+    if shipped.get("compare_with"):  # the earlier runs a config compares with are other shipped configs' outputs
+        overrides["compare_with"] = [str(run_shipped(_config_writing(path), stand_ins, runs_dir)) for path in shipped["compare_with"]]
     path = runs_dir / f"{output_dir.name}.yaml"
     path.write_text(yaml.safe_dump({**shipped, **overrides}))
     recipe = REPO / "recipes" / f"{config.split('/')[0]}.py"
@@ -324,6 +330,11 @@ def run_shipped(config: str, stand_ins: dict, runs_dir: Path) -> Path:
     return output_dir
 
 
+def _config_writing(output_dir: str) -> str:
+    """The shipped config whose run writes `output_dir`."""
+    return next(c for c in STAND_INS if yaml.safe_load((CONFIGS / c).read_text()).get("output_dir") == output_dir)
+
+
 @pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("image_cls/")])
 def test_shipped_image_config_runs_and_reports(config, stand_ins, runs_dir):
     output_dir = run_shipped(config, stand_ins, runs_dir)
@@ -332,8 +343,11 @@ def test_shipped_image_config_runs_and_reports(config, stand_ins, runs_dir):
     assert set(results) == {"validation", "test"}
     assert ("top5_accuracy" in results["test"]) == (num_labels > 5)
     assert AutoConfig.from_pretrained(output_dir).num_labels == num_labels
-    assert "## Hardest classes (test)" in (output_dir / "report.md").read_text()
+    report = (output_dir / "report.md").read_text()
+    assert "## Hardest classes (test)" in report and "## How sure these numbers are" in report
     assert json.loads((output_dir / "train_results.json").read_text())["train_loss"] > 0
+    if yaml.safe_load((CONFIGS / config).read_text()).get("compare_with"):  # paired on the same test images
+        assert "| test | Accuracy |" in report and "Recall of each class on the test split" in report
 
 
 @pytest.mark.parametrize("config", [c for c in STAND_INS if c.startswith("compress/")])

@@ -395,3 +395,25 @@ def test_class_weight_hands_the_trainer_a_tag_weighted_loss(tiny_bert, tmp_path)
         outputs = model(**batch)
         weighted_loss = weighted.compute_loss_func(outputs, batch["labels"])
     assert not torch.isclose(weighted_loss, outputs.loss)
+
+
+@pytest.mark.parametrize("scheme", [None, "IOB2"])
+def test_sentence_records_add_up_to_seqeval_on_any_resample(scheme):
+    """The bootstrap's per-sentence counts give exactly seqeval's corpus scores, here on sentences with ill-formed
+    spans (an I- without its B-), where conlleval's rules and strict IOB2 disagree."""
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, 60)
+    gold = rng.choice(len(names), lengths.sum(), p=[0.5, 0.15, 0.1, 0.15, 0.1])
+    predicted = np.where(rng.random(lengths.sum()) < 0.7, gold, rng.integers(0, len(names), lengths.sum()))
+    examples = ([f"id{i}" for i in range(60)], [f"sentence {i}" for i in range(60)])
+    records = task.sentence_records(predicted, gold, lengths, names, examples, seqeval_scheme=scheme)
+    statistic = task.sentence_scorer(records)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    for indices in (np.arange(60), rng.integers(0, 60, 60)):
+        words = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in indices])
+        expected = task.tagging_metrics(
+            task.seqeval_scores(predicted[words], gold[words], lengths[indices], names, seqeval_scheme=scheme)
+        )
+        assert statistic(indices) == pytest.approx(expected, abs=1e-12)
+    assert records[0]["reference"].split() == [names[t] for t in gold[: lengths[0]]]

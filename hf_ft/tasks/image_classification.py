@@ -257,9 +257,10 @@ def training_splits(
 
 
 def evaluate(output_dir: Path, predictions: dict, data: ImageClassificationData) -> TaskReport:
-    """The classification report of the eval splits (`hf_ft.classification.evaluate`)."""
+    """The classification report of the eval splits (`hf_ft.classification.evaluate`), with a record per image."""
     train_counts = labels.label_counts(data.splits["train"], len(data.label_names))
-    return classification.evaluate(output_dir, predictions, data.label_names, train_counts)
+    examples = {split: images.image_examples(data.splits[split]) for split in predictions}
+    return classification.evaluate(output_dir, predictions, data.label_names, train_counts, examples)
 
 
 def card_facts(

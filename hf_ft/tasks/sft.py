@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import (
@@ -47,6 +48,7 @@ from transformers import (
 from .. import hub
 from .. import markdown as md
 from ..args import ConfigError, DataArguments, ModelArguments
+from ..bootstrap import example_id
 from ..checkpoints import StrictResumeTrainer
 from ..data import sources
 from ..errors import InputError
@@ -667,6 +669,8 @@ class Scores:
 
     metrics: dict[str, dict[str, float]]
     generations: list[str]
+    # Split -> one record per generation scored for exact match (`hf_ft.bootstrap`): its interval and pairing.
+    records: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def score(
@@ -678,7 +682,7 @@ def score(
 ) -> Scores:
     """Loss and perplexity of each split (`losses`: split -> mean loss per trained token) and, with `exact_match`,
     the share of greedy generations equal to the reference; plus the greedy generations of the report's prompts."""
-    metrics = {}
+    metrics, records = {}, {}
     for split, loss in losses.items():
         metrics[split] = {"loss": loss, "perplexity": _perplexity(loss)}
         if data_args.exact_match:
@@ -686,10 +690,21 @@ def score(
             generations = generate(model, tokenizer, [p.text for p in prompts], max_new_tokens=data_args.max_new_tokens,
                                    add_special_tokens=adds_special_tokens(data))
             metrics[split]["exact_match"] = exact_match(generations, [p.reference for p in prompts])
+            records[split] = [
+                {"id": example_id(p.text), "input": md.shorten(p.text[-160:], 160), "reference": p.reference,
+                 "prediction": generation, "correct": generation.strip() == p.reference.strip()}
+                for p, generation in zip(prompts, generations)
+            ]
     shown = sample_prompts(data, tokenizer, data_args)
     generations = generate(model, tokenizer, [p.text for p in shown], max_new_tokens=data_args.max_new_tokens,
                            add_special_tokens=adds_special_tokens(data))
-    return Scores(metrics, generations)
+    return Scores(metrics, generations, records)
+
+
+def exact_match_scorer(records: Sequence[dict]) -> Callable[[np.ndarray], dict[str, float]]:
+    """`hf_ft.bootstrap.Scorer` of the exact-match records: `exact_match` of a resample."""
+    correct = np.array([record["correct"] for record in records], dtype=np.float64)
+    return lambda indices: {"exact_match": float(correct[indices].mean())}
 
 
 def sample_prompts(data: SFTData, tokenizer: PreTrainedTokenizerBase, data_args: SFTDataArguments) -> list[Prompt]:
@@ -803,6 +818,8 @@ def evaluate(
         sections=sections,
         compared={key: names[key] for key in keys},
         curves={"loss": "eval loss"},
+        examples=tuned.records,
+        scorer=exact_match_scorer if tuned.records else None,
     )
 
 

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import seqeval.scheme
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+from seqeval.metrics.sequence_labeling import get_entities
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
@@ -45,6 +47,7 @@ from transformers import (
 )
 
 from .. import classification
+from ..bootstrap import example_id
 from .. import markdown as md
 from ..args import ConfigError, ModelArguments
 from ..checkpoints import StrictResumeTrainer
@@ -477,16 +480,76 @@ def seqeval_scores(
 
     Plain tags are scored as one-word entities (`NOUN` as `B-NOUN`); BILOU tags under conlleval's rules as BIOES.
     """
-    names = np.array([_as_seqeval_tag(name, label_names, seqeval_scheme) for name in label_names], dtype=object)
-    bounds = np.cumsum(words_per_sentence)[:-1]
-    predictions = [row.tolist() for row in np.split(names[predicted], bounds)]
-    references = [row.tolist() for row in np.split(names[gold], bounds)]
+    predictions, references = _seqeval_sentences(predicted, gold, words_per_sentence, label_names, seqeval_scheme)
     with warnings.catch_warnings():  # numpy's "mean of empty slice" for splits without entities
         warnings.simplefilter("ignore", RuntimeWarning)
         return load_metric("seqeval").compute(
             predictions=predictions, references=references, scheme=seqeval_scheme,
             mode="strict" if seqeval_scheme else None, zero_division=0,
         )
+
+
+def _seqeval_sentences(
+    predicted: np.ndarray, gold: np.ndarray, words_per_sentence: np.ndarray, label_names: Sequence[str],
+    seqeval_scheme: str | None,
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Word-level tag ids as seqeval's tag names, one list per sentence: (predictions, references)."""
+    names = np.array([_as_seqeval_tag(name, label_names, seqeval_scheme) for name in label_names], dtype=object)
+    bounds = np.cumsum(words_per_sentence)[:-1]
+    return ([row.tolist() for row in np.split(names[ids], bounds)] for ids in (predicted, gold))
+
+
+def sentence_records(
+    predicted: np.ndarray,
+    gold: np.ndarray,
+    words_per_sentence: np.ndarray,
+    label_names: Sequence[str],
+    examples: tuple[Sequence[str], Sequence[str]],
+    *,
+    seqeval_scheme: str | None = None,
+) -> list[dict]:
+    """One record per sentence (`hf_ft.bootstrap`): its tags as seqeval reads them, and the counts its entity scores
+    and tag accuracy add up from. seqeval scores a corpus from entities that never cross a sentence, so sums of
+    these counts over any resample of sentences give exactly its micro precision, recall and F1."""
+    predictions, references = _seqeval_sentences(predicted, gold, words_per_sentence, label_names, seqeval_scheme)
+    scheme = getattr(seqeval.scheme, seqeval_scheme) if seqeval_scheme else None
+    records = []
+    for id_, text, guess, truth in zip(*examples, predictions, references):
+        found, true = _entities(guess, scheme), _entities(truth, scheme)
+        records.append(
+            {
+                "id": id_,
+                "input": text,
+                "reference": " ".join(truth),
+                "prediction": " ".join(guess),
+                "correct": guess == truth,
+                "entities": [len(found & true), len(found), len(true)],
+                "words": [sum(a == b for a, b in zip(guess, truth)), len(truth)],
+            }
+        )
+    return records
+
+
+def _entities(tags: list[str], scheme: type | None) -> set[tuple]:
+    if scheme is None:
+        return set(get_entities(tags))
+    return {entity.to_tuple() for entity in seqeval.scheme.Entities([tags], scheme).entities[0]}
+
+
+def sentence_scorer(records: Sequence[dict]) -> Callable[[np.ndarray], dict[str, float]]:
+    """`hf_ft.bootstrap.Scorer` of `sentence_records`: seqeval's overall precision, recall, F1 (0 where undefined,
+    as `zero_division=0`) and accuracy of a resample of sentences."""
+    entities = np.array([record["entities"] for record in records], dtype=np.int64).reshape(-1, 3)
+    words = np.array([record["words"] for record in records], dtype=np.int64).reshape(-1, 2)
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        matched, found, true = entities[indices].sum(axis=0)
+        correct, total = words[indices].sum(axis=0)
+        precision, recall = (matched / found if found else 0.0), (matched / true if true else 0.0)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, "accuracy": correct / total if total else 0.0}
+
+    return statistic
 
 
 def _as_seqeval_tag(name: str, label_names: Sequence[str], seqeval_scheme: str | None) -> str:
@@ -606,9 +669,15 @@ def evaluate(
     train_tags = [label_index[tag] for row in data.splits["train"]["tags"] for tag in row]
     train_counts = np.bincount(train_tags, minlength=len(label_names))
     majority = int(np.argmax(train_counts))
-    metrics, per_type, words = {}, {}, {}
+    metrics, per_type, words, records = {}, {}, {}, {}
     for split, (logits, label_ids, *_) in predictions.items():
         word_logits, word_labels, counts = word_predictions(logits, label_ids, len(label_names), what=split)
+        if split in data.splits:
+            sentences = data.splits[split]["tokens"]
+            examples = ([example_id(*row) for row in sentences], [md.shorten(" ".join(row), 120) for row in sentences])
+            records[split] = sentence_records(
+                word_logits.argmax(-1), word_labels, counts, label_names, examples, seqeval_scheme=seqeval_scheme
+            )
         scores, baseline = (
             seqeval_scores(predicted, word_labels, counts, label_names, seqeval_scheme=seqeval_scheme)
             for predicted in (word_logits.argmax(-1), np.full_like(word_labels, majority))
@@ -650,7 +719,10 @@ def evaluate(
         curves={"f1": "entity F1", "precision": "precision", "recall": "recall", "accuracy": "tag accuracy"},
         card_note="Scored per word (each word's first sub-token) with seqeval: precision, recall and F1 are micro "
         "averages over entities (type and exact span), accuracy is over words.",
+        examples=records,
+        scorer=sentence_scorer,
     )
+
 
 
 def _entity_types(label_names: Sequence[str]) -> list[str]:

@@ -11,6 +11,7 @@ from datasets import Dataset, DatasetDict, Image, Value
 from PIL import Image as PILImage
 
 from ..args import ConfigError
+from ..bootstrap import example_id
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -158,3 +159,16 @@ def _read_error(image: dict) -> str:
     except Exception as err:  # noqa: BLE001 - any failure to decode means the file is unusable
         return f"{type(err).__name__}: {err}"
     return ""
+
+
+def image_examples(split: Dataset) -> tuple[list[str], list[str]]:
+    """Each image's `hf_ft.bootstrap.example_id` (from its bytes, so the same image has the same id wherever it is
+    stored) and a name for people (its file name, else its row)."""
+    raw = split.select_columns(["image"]).cast_column("image", Image(decode=False))
+    ids, names = [], []
+    for index, image in enumerate(raw["image"]):
+        path = image.get("path")
+        ids.append(example_id(image.get("bytes") or Path(path).read_bytes()))
+        names.append(Path(path).name if path else f"row {index}")
+    return ids, names
+
