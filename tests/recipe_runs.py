@@ -34,19 +34,23 @@ def offline_env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-def _command(recipe: Path, config: Path, extra: tuple[str, ...], accelerate_config: Path) -> list[str]:
+def _command(recipe: Path | tuple[str, ...], config: Path, extra: tuple[str, ...], accelerate_config: Path) -> list[str]:
+    target = list(recipe) if isinstance(recipe, tuple) else [str(recipe)]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-            "--main_process_port", str(free_port()), str(recipe), "--config", str(config), *extra]
+            "--main_process_port", str(free_port()), *target, "--config", str(config), *extra]
 
 
-def launch(recipe: Path, config: Path, *extra: str, accelerate_config: Path = CPU_CONFIG, check: bool = True,
-           timeout: int = 900) -> subprocess.CompletedProcess:
-    """`accelerate launch <recipe> --config <config> <extra>`, offline; a failure shows its error lines."""
+def launch(recipe: Path | tuple[str, ...], config: Path, *extra: str, accelerate_config: Path = CPU_CONFIG,
+           check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`accelerate launch <recipe> --config <config> <extra>`, offline; a failure shows its error lines.
+
+    `recipe` is a script's path, or what follows `accelerate launch` instead (`("-m", "hf_ft", "train", "image_cls")`).
+    """
     result = subprocess.run(_command(recipe, config, extra, accelerate_config), capture_output=True, text=True,
                             cwd=REPO, env=offline_env(), timeout=timeout)
     if check and result.returncode != 0:
         errors = "\n".join(line for line in result.stderr.splitlines() if "Error" in line or "error:" in line)
-        raise AssertionError(f"{recipe.name} failed ({result.returncode}):\n{errors}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"{recipe} failed ({result.returncode}):\n{errors}\n{result.stderr[-3000:]}")
     return result
 
 

@@ -200,11 +200,12 @@ def test_vit_with_python_and_freezing(tmp_path, digits_dir, tiny_vit_dir):
     assert results(output_dir)["test"]["accuracy"] > results(output_dir)["test"]["majority_baseline_accuracy"]
 
 
-def test_two_real_cpu_processes(tmp_path, digits_dir, tiny_timm_dir):
-    """`--cpu --num_processes 2` silently runs one process; multi_cpu.yaml must really run two."""
+def test_two_real_cpu_processes_through_the_hf_ft_command(tmp_path, digits_dir, tiny_timm_dir):
+    """`--cpu --num_processes 2` silently runs one process; multi_cpu.yaml must really run two. Launched as
+    `accelerate launch -m hf_ft train image_cls`, the installed command's way (the same recipe file)."""
     output_dir = tmp_path / "ddp"
     config = recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, num_train_epochs=1)
-    result = launch(config, accelerate_config=TWO_PROCESS_CONFIG)
+    result = recipe_runs.launch(("-m", "hf_ft", "train", "image_cls"), config, accelerate_config=TWO_PROCESS_CONFIG)
     assert "Effective global batch size: 64 (2 processes)" in result.stdout
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == int(np.ceil(600 / 64))  # each process saw half of every batch of 64
