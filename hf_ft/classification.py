@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hf_ft import markdown as md
+from hf_ft.errors import InputError
 from hf_ft.metrics import load
 from hf_ft.report import TaskReport, check_split_name
 
@@ -273,6 +274,42 @@ def example_records(
             record[f"top{TOP_K}"] = [label_names[j] for j in row]
         records.append(record)
     return records
+
+
+def prediction_rows(
+    scores: np.ndarray, label_names: Sequence[str], top_k: int, inputs: Sequence[str],
+    references: Sequence[Any] | None = None, *, threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """`hf-ft predict`'s rows from class probabilities (N, C): the input's name, the top class and its probability
+    (single label), or with a `threshold` every label scoring at least that (multi-label); the top `top_k` classes
+    and their scores, best first; and the reference when there is one."""
+    top = np.argsort(-scores, axis=-1, kind="stable")[:, : min(top_k, len(label_names))]
+    rows = []
+    for i, order in enumerate(top):
+        if threshold is None:
+            row = {"input": inputs[i], "label": label_names[order[0]], "score": round(float(scores[i, order[0]]), 6)}
+        else:
+            row = {"input": inputs[i], "labels": [label_names[j] for j in np.flatnonzero(scores[i] >= threshold)]}
+        row["top_k_labels"] = [label_names[j] for j in order]
+        row["top_k_scores"] = [round(float(scores[i, j]), 6) for j in order]
+        if references is not None:
+            row["reference"] = references[i]
+        rows.append(row)
+    return rows
+
+
+def reference_ids(references: Sequence[str], label_names: Sequence[str], column: str) -> np.ndarray:
+    """Reference labels by name as the model's class ids.
+
+    Raises:
+        InputError: a reference the model has no class for; the message names it and the model's labels.
+    """
+    ids = {name: i for i, name in enumerate(label_names)}
+    unknown = sorted(set(references) - ids.keys())
+    if unknown:
+        raise InputError(f"column `{column}` holds {unknown[:5]}, which the model does not predict; its labels are "
+                         f"{list(label_names)[:30]}. Pass --label_column_name for another column.")
+    return np.array([ids[name] for name in references])
 
 
 def records_scorer(records: Sequence[dict[str, Any]]) -> Callable[[np.ndarray], dict[str, float]]:

@@ -1,7 +1,8 @@
-"""The command line: `hf-ft` (train, configs) and the recipes' own entry point; bad input is one line on stderr, not
+"""The command line: `hf-ft` (train, predict, configs) and the recipes' own entry point; bad input is one line on stderr, not
 a traceback.
 
     hf-ft train image_cls --config image_cls/demo_digits_efficientnet_lite0 [--key value ...]
+    hf-ft predict --model_name_or_path outputs/demo_digits_efficientnet_lite0 --input photos/ --output_file p.csv
     accelerate launch --config_file $(hf-ft configs path accelerate/multi_gpu) -m hf_ft train image_cls --config ...
     hf-ft configs                       # the shipped recipe and Accelerate configs
     hf-ft configs copy image_cls/vit_beans accelerate/single_gpu [--to DIR]
@@ -52,13 +53,16 @@ def main(argv: list[str] | None = None) -> None:
     """`hf-ft`: the installed package's recipes and configs, without the clone."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # everything after the recipe's name is the recipe's, `--help` included
-        return _train(argv[1:])
+        return _run_shipped(argv[1:])
+    if argv[:1] == ["predict"]:
+        return _run_shipped(["predict", *argv[1:]])
     parser = argparse.ArgumentParser(
         prog="hf-ft", description="Fine-tuning recipes for the Hugging Face stack.",
         epilog="Under Accelerate: accelerate launch --config_file <file> -m hf_ft train <recipe> --config ...",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,configs}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,configs}")
     commands.add_parser("train", help="run a recipe: hf-ft train <recipe> --config <file or shipped name> ...")
+    commands.add_parser("predict", help="batch predictions from an output dir: hf-ft predict --help")
     configs = commands.add_parser("configs", help="list, locate or copy the shipped configs")
     configs.add_argument("action", nargs="?", choices=("list", "path", "copy"), default="list")
     configs.add_argument("names", nargs="*", help="config names (image_cls/vit_beans), or a recipe's name for all of its")
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         _exit_with(err)
 
 
-def _train(argv: list[str]) -> None:
+def _run_shipped(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         _exit_with(InputError(f"name a recipe: hf-ft train <recipe> --config ...; recipes: "
                               f"{', '.join(shipped.recipe_names())}"))

@@ -20,6 +20,7 @@ import importlib
 import logging
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 from peft import (
@@ -294,6 +295,23 @@ def load_adapter_model(
             source, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **hub_kwargs
         )
     return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def load_trained(
+    source: str, load_full: Callable[..., PreTrainedModel], **load_kwargs
+) -> tuple[PreTrainedModel, str]:
+    """What an hf_ft run saved, for inference: an adapter-only dir as its adapter on the recorded base
+    (`load_adapter_model`), anything else through `load_full(source, **load_kwargs)`; and which it was
+    ("adapter" or "model").
+
+    Raises:
+        FileNotFoundError / InputError: the checkpoint (or the adapter's base) cannot be found; offline, not cached.
+    """
+    check_model_source(source, cache_dir=load_kwargs.get("cache_dir"))
+    with offline_hint(source):
+        if (Path(source) / "adapter_config.json").is_file():
+            return load_adapter_model(None, source, **load_kwargs).eval(), "adapter"
+        return load_full(source, **load_kwargs).eval(), "model"
 
 
 def _base_model_class(peft_config: PeftConfig, adapter_dir: str | Path) -> type[PreTrainedModel]:

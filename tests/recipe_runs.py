@@ -20,6 +20,7 @@ from hf_ft.args import parse_args
 from .conftest import REPO
 
 CPU_CONFIG = REPO / "accelerate_configs" / "cpu.yaml"
+PREDICT_RECIPE = REPO / "recipes" / "predict.py"
 TWO_PROCESS_CONFIG = REPO / "accelerate_configs" / "multi_cpu.yaml"
 
 
@@ -61,6 +62,16 @@ def run_in_process(recipe: Path, config: Path, *extra: str):
     hints = typing.get_type_hints(main)
     types = tuple(hints[name] for name in inspect.signature(main).parameters)
     return main(*parse_args(types, ["--config", str(config), *extra]))
+
+
+def predict(model: Path, input: Path | str, output_file: Path, **arguments):
+    """`hf-ft predict --model_name_or_path <model> --input <input> --output_file <output_file> --key value ...` in
+    this process; returns its `Predictions` (rows and metrics), also written to `output_file`."""
+    from hf_ft.predict import PredictArguments
+
+    argv = [f"--{key}={value}" for key, value in
+            {"model_name_or_path": model, "input": input, "output_file": output_file, **arguments}.items()]
+    return runpy.run_path(str(PREDICT_RECIPE))["main"](*parse_args((PredictArguments,), argv))
 
 
 def kill_after(recipe: Path, config: Path, checkpoint: Path) -> None:

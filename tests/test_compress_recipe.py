@@ -7,6 +7,7 @@ pruned (structured, iterative, fine-tuned), quantized and exported; every varian
 from __future__ import annotations
 
 import json
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -127,6 +128,15 @@ def test_structured_pruning_reaches_its_targets_and_reloads(compressed, digits_d
     assert accuracy == pytest.approx(rows["pruned 50%"]["metrics"]["accuracy"], abs=1e-9)
 
 
+@pytest.mark.parametrize("variant", ["pruned 50%", "PyTorch int8", "ONNX", "ONNX int8 static"])
+def test_predict_runs_every_saved_variant_to_the_reports_accuracy(compressed, digits_dir, tmp_path, variant):
+    """`hf-ft predict` on each file the compression run wrote: a pruned dir, a dynamic int8 dir, ONNX files."""
+    row = _rows(compressed)[variant]
+    predicted = recipe_runs.predict(compressed / row["path"], digits_dir / "test", tmp_path / "p.jsonl")
+    assert predicted.metrics["accuracy"] == pytest.approx(row["metrics"]["accuracy"], abs=1e-9)
+    assert predicted.metrics["num_samples"] == 359
+
+
 def test_distilled_student_is_saved_for_pipeline(compressed, digits_dir):
     from transformers import pipeline
 
@@ -145,10 +155,17 @@ def test_distilled_student_is_saved_for_pipeline(compressed, digits_dir):
         (["--push_to_hub", "true"], "recipes/compress.py does not push"),
     ],
 )
-def test_bad_input_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, finetuned, override, message):
+def test_bad_input_fails_before_any_work(tmp_path, digits_dir, tiny_timm_dir, finetuned, override, message, capsys,
+                                        monkeypatch):
+    """Through `hf-ft train compress` in this process (a launch per case would cost a minute): exit 2, one line."""
+    from hf_ft.cli import main
+
     output_dir = tmp_path / "out"
     config = compress_config(tmp_path, digits_dir, finetuned, tiny_timm_dir, output_dir)
-    result = compress(config, *override, check=False)
-    assert result.returncode != 0
-    assert "error:" in result.stderr and message in result.stderr
+    monkeypatch.setattr(sys, "argv", ["hf-ft"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "compress", "--config", str(config), *override])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error:") and message in err
     assert not output_dir.exists()

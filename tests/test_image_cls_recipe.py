@@ -5,7 +5,9 @@ Tiny checkpoints (built in fixtures) on sklearn's real digits, on CPU, a few sec
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,6 +114,32 @@ def test_timm_output_loads_with_pipeline_and_timm_and_reproduces_the_report(timm
     torch.testing.assert_close(timm_logits, hf_logits)
 
 
+def test_predict_scores_a_labelled_folder_as_the_report_did_and_an_unlabelled_csv(timm_run, digits_dir, tmp_path):
+    """`hf-ft predict` on the test folder gives the report's test metrics (same preprocessing, same metrics code);
+    on a CSV of relative paths and no labels, the same classes for the same files, in the CSV's order."""
+    test = results(timm_run)["test"]
+    labelled = recipe_runs.predict(timm_run, digits_dir / "test", tmp_path / "test.jsonl", top_k=3)
+    assert {key: labelled.metrics[key] for key in ("accuracy", "f1", "top5_accuracy")} == pytest.approx(
+        {key: test[key] for key in ("accuracy", "f1", "top5_accuracy")}, abs=1e-9)
+    rows = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == test["num_samples"] == labelled.metrics["num_samples"]
+    assert all(len(row["top_k_labels"]) == 3 and row["top_k_labels"][0] == row["label"] for row in rows)
+    assert all(Path(row["input"]).parent.name == row["reference"] for row in rows)
+    assert json.loads((tmp_path / "test_metrics.json").read_text()) == labelled.metrics
+
+    by_file = {Path(row["input"]).resolve(): row["label"] for row in rows}
+    files = sorted(by_file, reverse=True)[:40]
+    listing = tmp_path / "photos" / "list.csv"
+    listing.parent.mkdir()
+    listing.write_text("file\n" + "".join(f"{os.path.relpath(f, listing.parent)}\n" for f in files))
+    unlabelled = recipe_runs.predict(timm_run, listing, tmp_path / "photos.csv")
+    assert unlabelled.metrics is None and not (tmp_path / "photos_metrics.json").exists()
+    with open(tmp_path / "photos.csv") as f:
+        written = list(csv.DictReader(f))
+    assert [row["label"] for row in written] == [by_file[file] for file in files]
+    assert "reference" not in written[0] and len(written[0]["top_k_labels"].split("|")) == 5
+
+
 def test_model_card_carries_the_results(timm_run):
     from huggingface_hub import ModelCard
 
@@ -197,7 +225,11 @@ def test_vit_with_python_and_freezing(tmp_path, digits_dir, tiny_vit_dir):
 
     model = AutoModelForImageClassification.from_pretrained(output_dir)
     assert model.config.id2label[0] == "0" and model.config.hidden_dropout_prob == 0.1
-    assert results(output_dir)["test"]["accuracy"] > results(output_dir)["test"]["majority_baseline_accuracy"]
+    test = results(output_dir)["test"]
+    assert test["accuracy"] > test["majority_baseline_accuracy"]
+    # a transformers model's image processor (not timm's transforms) feeds hf-ft predict as it fed the report
+    predicted = recipe_runs.predict(output_dir, digits_dir / "test", tmp_path / "vit.jsonl").metrics
+    assert predicted["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
 
 
 def test_two_real_cpu_processes_through_the_hf_ft_command(tmp_path, digits_dir, tiny_timm_dir):
@@ -283,6 +315,10 @@ def test_lora_run_saves_adapter_and_merged_model(lora_run, digits_dir):
     predictions = classifier(images, top_k=1, batch_size=64)
     accuracy = np.mean([p[0]["label"] == f.parent.name for p, f in zip(predictions, files)])
     assert accuracy == pytest.approx(test["accuracy"], abs=1e-9)
+
+    # hf-ft predict on the adapter-only folder: base + adapter, at the 24 px it was trained at
+    predicted = recipe_runs.predict(output_dir, digits_dir / "test", output_dir.parent / "adapter.jsonl")
+    assert predicted.metrics["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
 
     adapter_model = load_adapter_model(None, output_dir).eval()  # labels from the config saved beside it
     batch = torch.stack([classifier.image_processor.val_transforms(image) for image in images[:8]])

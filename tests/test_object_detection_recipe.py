@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 import yaml
 
+from . import recipe_runs
 from .conftest import REPO
 from .recipe_runs import TWO_PROCESS_CONFIG, kill_after, launch, results, run_in_process, same_weights
 from .tiny_detector import build_tiny_detector, write_coco
@@ -84,6 +86,21 @@ def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     assert losses[-1] < losses[0]
     # The saved model is the one the report scored, and pipeline() loads it with the data's class names.
     assert rescore(output_dir, coco["test_dir"]) == pytest.approx(scores["test"]["map"], abs=1e-6)
+    # hf-ft predict on the COCO test folder: the report's mAP; on a plain folder of images, boxes and no metrics
+    predicted = recipe_runs.predict(output_dir, coco["test_dir"], tmp_path / "boxes.jsonl", score_threshold=0.0,
+                                    batch_size=3)
+    for key in ("map", "map_50", "mar_100"):
+        assert predicted.metrics[key] == pytest.approx(scores["test"][key], abs=1e-6), key
+    assert predicted.metrics["num_samples"] == 8 and all(row["reference_boxes"] for row in predicted.rows)
+    plain = tmp_path / "photos"
+    plain.mkdir()
+    for name in ("0.png", "1.png"):
+        shutil.copy(f"{coco['test_dir']}/{name}", plain / name)
+    unlabelled = recipe_runs.predict(output_dir, plain, tmp_path / "photos.csv", score_threshold=0.0)
+    assert unlabelled.metrics is None and len(unlabelled.rows) == 2
+    first = next(row for row in predicted.rows if row["input"].endswith("/0.png"))
+    same = next(row for row in unlabelled.rows if row["input"].endswith("/0.png"))
+    assert same["boxes"] == first["boxes"][: len(same["boxes"])] and same["labels"][:3] == first["labels"][:3]
     detector = pipeline("object-detection", model=str(output_dir))
     found = detector(Image.open(f"{coco['test_dir']}/0.png"), threshold=0.0)
     assert found and {d["label"] for d in found} <= {str(digit) for digit in range(10)}
@@ -122,6 +139,8 @@ def test_other_detector_families_train_report_and_load_in_pipeline(tmp_path, coc
                                       save_strategy="no")
     run_in_process(RECIPE, config)
     assert {"map", "map_50"} <= set(results(output_dir)["test"])
+    predicted = recipe_runs.predict(output_dir, coco["test_dir"], tmp_path / "boxes.jsonl")  # pixel mask or not
+    assert predicted.metrics["map"] == pytest.approx(results(output_dir)["test"]["map"], abs=1e-6)
     found = pipeline("object-detection", model=str(output_dir))(Image.open(f"{coco['test_dir']}/0.png"), threshold=0.0)
     assert found and {d["label"] for d in found} <= {str(digit) for digit in range(10)}
 

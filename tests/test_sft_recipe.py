@@ -117,6 +117,20 @@ def test_merged_model_loads_in_pipeline_and_equals_the_adapter(lora_run):
     assert greedy(merged, prompts) == greedy(lora_run, prompts, adapter=True)
 
 
+def test_predict_answers_as_the_report_scored_them(lora_run, chat_data, tmp_path):
+    """`hf-ft predict` on the test conversations, from the adapter-only dir and from the merged copy: the report's
+    exact match (the same prompts, greedy answers and comparison), and the answers pipeline() gives."""
+    test = results(lora_run)["test"]
+    adapter = recipe_runs.predict(lora_run, chat_data["test"], tmp_path / "adapter.jsonl", batch_size=5)
+    merged = recipe_runs.predict(lora_run / "merged", chat_data["test"], tmp_path / "merged.csv")
+    assert adapter.metrics["exact_match"] == pytest.approx(test["exact_match"], abs=1e-12)
+    assert adapter.metrics["num_samples"] == 24
+    assert [row["generation"] for row in adapter.rows] == [row["generation"] for row in merged.rows]
+    questions = [row["input"] for row in adapter.rows[:3]]
+    assert [row["generation"] for row in adapter.rows[:3]] == greedy(lora_run / "merged", questions)
+    assert all(row["correct"] == (row["generation"].strip() == row["reference"].strip()) for row in adapter.rows)
+
+
 def test_merged_logits_equal_the_adapter_models(lora_run):
     from transformers import AutoModelForCausalLM
 

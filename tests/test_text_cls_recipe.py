@@ -245,6 +245,18 @@ def test_run_learns_reports_and_card_matches_pipeline(text_run, text_data):
     assert pipeline_accuracy(output_dir, text_data["test"]) == pytest.approx(test["accuracy"], abs=1e-9)
 
 
+def test_predict_gives_the_reports_metrics_and_pipelines_labels(text_run, text_data, tmp_path):
+    output_dir, _ = text_run
+    predicted = recipe_runs.predict(output_dir, text_data["test"], tmp_path / "p.csv", top_k=2, batch_size=7)
+    test = results(output_dir)["test"]
+    assert predicted.metrics["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
+    assert predicted.metrics["f1"] == pytest.approx(test["f1"], abs=1e-9)
+    rows = read_rows(tmp_path / "p.csv")
+    assert [row["label"] for row in rows] == [p["label"] for p in pipeline_outputs(output_dir, text_data["test"])]
+    assert [row["input"] for row in rows] == [row["text"] for row in read_rows(text_data["test"])]
+    assert all(len(row["top_k_labels"].split("|")) == 2 for row in rows)
+
+
 def test_killed_run_resumes_to_the_same_bits(tmp_path, text_data, tiny_bert_dir, text_run):
     unbroken, _ = text_run
     output_dir = tmp_path / "out"
@@ -268,6 +280,9 @@ def test_text_pairs_with_integer_labels(tmp_path, pair_data, tiny_bert_dir, capl
     assert pipeline_accuracy(output_dir, pair_data["test"], ("sentence1", "sentence2")) == pytest.approx(
         test["accuracy"], abs=1e-9
     )
+    predicted = recipe_runs.predict(output_dir, pair_data["test"], tmp_path / "pairs.jsonl")  # both columns found
+    assert predicted.metrics["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
+    assert " ‖ " in predicted.rows[0]["input"]
 
 
 def test_multi_label_run_learns_and_card_matches_pipeline(tmp_path, multi_label_data, tiny_bert_dir):
@@ -292,6 +307,11 @@ def test_multi_label_run_learns_and_card_matches_pipeline(tmp_path, multi_label_
     micro_f1 = f1_score(truth, predicted, average="micro")
     assert card_result(output_dir, "test", "Micro F1") == pytest.approx(test["micro_f1"], abs=1e-9)
     assert micro_f1 == pytest.approx(test["micro_f1"], abs=1e-9)
+    from_predict = recipe_runs.predict(output_dir, multi_label_data["jsonl"]["test"], tmp_path / "multi.jsonl", top_k=2)
+    assert from_predict.metrics["micro_f1"] == pytest.approx(test["micro_f1"], abs=1e-9)
+    assert [[name in row["labels"] for name in names] for row in from_predict.rows] == predicted  # pipeline's sets
+    assert [sorted(row["reference"]) for row in from_predict.rows] == [
+        sorted(row["labels"]) for row in read_rows(multi_label_data["jsonl"]["test"])]
 
 
 def test_delimited_label_strings_read_as_the_same_label_lists(multi_label_data):
@@ -348,6 +368,9 @@ def test_regression_run_learns_and_card_matches_pipeline(tmp_path, regression_da
     assert {p["label"] for p in outputs} == {"score"}
     assert card_result(output_dir, "test", "MSE") == pytest.approx(test["mse"], rel=1e-6)
     assert mse == pytest.approx(test["mse"], rel=1e-4)
+    predicted = recipe_runs.predict(output_dir, regression_data["test"], tmp_path / "scores.jsonl")
+    assert predicted.metrics["mse"] == pytest.approx(test["mse"], rel=1e-6)
+    assert [row["score"] for row in predicted.rows] == pytest.approx([p["score"] for p in outputs], abs=1e-5)
 
 
 def test_continued_fine_tune_keeps_the_checkpoints_label_order(tmp_path, tiny_bert_dir):
@@ -397,6 +420,8 @@ def test_lora_run_trains_the_adapter_and_compares_with_the_earlier_run(tmp_path,
     test = results(output_dir)["test"]
     assert test["accuracy"] > test["majority_baseline_accuracy"] + 0.3
     assert pipeline_accuracy(output_dir / "merged", renamed["test"]) == pytest.approx(test["accuracy"], abs=0.02)
+    adapter = recipe_runs.predict(output_dir, renamed["test"], tmp_path / "adapter.jsonl")  # base + adapter
+    assert adapter.metrics["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
     comparison = (output_dir / "report.md").read_text().split("## Compared with earlier runs", 1)[1]
     earlier = f"{results(base)['test']['accuracy']:.2%}".replace("%", "")
     assert "**this run**" in comparison and f"`{base}`" in comparison and earlier in comparison

@@ -199,6 +199,29 @@ def test_run_learns_reports_and_its_card_matches_the_pipeline(ner_run, ner_data)
     assert seqeval_f1(gold, simple) > 0.5
 
 
+def test_predict_tags_words_as_the_report_scored_them(ner_run, ner_data, tmp_path):
+    """`hf-ft predict` on the test CoNLL file: the report's entity F1 and tag accuracy, and pipeline()'s entities
+    (`first`: each word's first sub-token). On raw text (a JSONL `text` column, split at spaces), the same tags for the same words."""
+    output_dir, _ = ner_run
+    test = results(output_dir)["test"]
+    labelled = recipe_runs.predict(output_dir, ner_data["test"], tmp_path / "tags.jsonl", batch_size=9)
+    for key in ("precision", "recall", "f1", "accuracy"):
+        assert labelled.metrics[key] == pytest.approx(test[key], abs=1e-12), key
+    gold, predicted = word_tags_from_pipeline(output_dir, ner_data["test"], "first")
+    tags = [row["tags"] for row in labelled.rows]  # the model's own tags (the pipeline renames a leading I- to B-)
+    assert [row["reference"] for row in labelled.rows] == gold
+    assert seqeval_f1(gold, tags) == seqeval_f1(gold, predicted) == test["f1"]
+    tagged = next(row for row in labelled.rows if "B-PER" in row["tags"])
+    person = tagged["tags"].index("B-PER")
+    assert any(entity.startswith(f"PER: {tagged['tokens'][person]}") for entity in tagged["entities"])
+
+    raw = tmp_path / "tweets.jsonl"
+    raw.write_text("".join(json.dumps({"text": " ".join(words)}) + "\n" for words, _ in sentences(ner_data["test"])[:12]))
+    unlabelled = recipe_runs.predict(output_dir, raw, tmp_path / "raw.csv")
+    assert unlabelled.metrics is None
+    assert [row["tags"] for row in unlabelled.rows] == tags[:12]
+
+
 def test_killed_run_resumes_to_the_same_bits(tmp_path, ner_data, tiny_bert_dir, ner_run):
     unbroken, _ = ner_run
     output_dir = tmp_path / "out"
@@ -225,6 +248,8 @@ def test_lora_adapter_reloads_and_its_merged_model_tags_with_pipeline(tmp_path, 
     assert test["f1"] > test["majority_baseline_f1"] + 0.3
     gold, predicted = word_tags_from_pipeline(output_dir / "merged", ner_data["test"], "first")
     assert seqeval_f1(gold, predicted) == pytest.approx(test["f1"], abs=0.02)
+    from_adapter = recipe_runs.predict(output_dir, ner_data["test"], tmp_path / "adapter.jsonl")  # base + adapter
+    assert from_adapter.metrics["f1"] == pytest.approx(test["f1"], abs=1e-12)
 
     adapter = load_adapter_model(None, output_dir).eval()  # base and tags from the folder
     from transformers import AutoModelForTokenClassification

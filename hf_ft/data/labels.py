@@ -45,6 +45,16 @@ def find_label_column(train: Dataset, requested: str | None) -> str:
     raise InputError(f"Cannot tell which column holds the labels; set --label_column_name to one of {columns}.")
 
 
+def label_values(split: Dataset, column: str) -> list[str]:
+    """The labels of `column` as names: a ClassLabel's names, other values as text (`encode_labels` names integer
+    labels the same way, so a model trained on them matches by name)."""
+    feature = split.features[column]
+    values = split[column]
+    if isinstance(feature, ClassLabel):
+        return [feature.int2str(int(value)) for value in values]
+    return [str(value) for value in values]
+
+
 def encode_labels(splits: DatasetDict, column: str) -> DatasetDict:
     """Return `splits` with `column` renamed to `label`, a ClassLabel with the same names in every split.
 

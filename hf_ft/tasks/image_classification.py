@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from datasets import DatasetDict
+import numpy as np
+import torch
+from scipy.special import softmax
+from datasets import DatasetDict, Image
 from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
@@ -26,19 +29,24 @@ from transformers import (
 from .. import classification
 from ..args import ConfigError, DataArguments, ModelArguments
 from ..compress.distillation import DistillationTrainer, Teacher
-from ..compress.pruning import is_structurally_pruned, load_pruned_weights
+from ..compress.pruning import is_structurally_pruned, load_pruned_weights, load_saved_classifier
+from ..compress.quantization import WEIGHTS_NAME, load_dynamic_int8
 from ..data import labels, sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
 from ..imbalance import class_balanced_sampler, class_weighted_loss
 from ..models import drop_timm_num_classes, load_for_labels, offline_hint, saved_label_names
+from ..peft import load_trained
+from ..predict import (
+    Inputs, PredictArguments, Predictions, input_column, load_input, outputs_of, reference_column,
+)
 from ..vision import images
 from ..vision.imagefolder import check_imagefolder
 from ..report import TaskReport
 from ..vision.cache import cache_decoded_images, cached_size_for
 from ..vision.models import is_timm, load_image_processor, set_image_size
 from ..vision.trainer import ImageTrainer
-from ..vision.transforms import attach_transforms, collate, data_config
+from ..vision.transforms import attach_transforms, collate, data_config, eval_transform
 
 # The `pipeline()` task name, the model card's `pipeline_tag`.
 TASK = "image-classification"
@@ -280,3 +288,97 @@ def card_facts(
         facts={"image_size": f"{height}x{width}"},
         library_name="timm" if is_timm(model) else "transformers",
     )
+
+
+# ---------------------------------------------------------------- predict (hf-ft predict)
+
+
+@dataclass
+class ImagePredictor:
+    """A saved image classifier of any kind as one function: float32 NCHW pixel values in, logits out."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    processor: BaseImageProcessor
+    label_names: list[str]
+    kind: str  # what was loaded, for the log: model, adapter, structurally pruned, dynamic int8, ONNX
+
+
+def load_predictor(source: str, *, device: torch.device, token: str | None = None, cache_dir: str | None = None
+                   ) -> ImagePredictor:
+    """Load what an hf_ft run (or the compression recipe) saved, or any Hub image classifier, for inference.
+
+    The preprocessing always comes from the saved `config.json` / `preprocessor_config.json`, so an adapter or an
+    exported file is fed exactly as the model it came from was evaluated.
+
+    Raises:
+        FileNotFoundError / InputError: as the loaders (`load_saved_classifier`, `load_adapter_model`, ...).
+    """
+    path = Path(source)
+    if path.suffix == ".onnx" or (path / "model.onnx").is_file():
+        from ..compress.onnx_export import onnx_predictor  # the `compress` extra: onnxruntime
+
+        onnx_file = path if path.suffix == ".onnx" else path / "model.onnx"
+        config = AutoConfig.from_pretrained(onnx_file.parent)
+        processor = load_image_processor(str(onnx_file.parent), config, None, {})
+        forward = onnx_predictor(onnx_file, num_threads=torch.get_num_threads())
+        return ImagePredictor(forward, processor, saved_label_names(config), "ONNX")
+    hub_kwargs = {"token": token, "cache_dir": cache_dir}
+    if (path / WEIGHTS_NAME).is_file():
+        model, kind, device = load_dynamic_int8(path), "dynamic int8", torch.device("cpu")  # int8 kernels: CPU only
+    else:
+        model, kind = load_trained(source, load_saved_classifier, **hub_kwargs)
+        kind = "structurally pruned" if is_structurally_pruned(model.config) else kind
+    with offline_hint(source):
+        config = AutoConfig.from_pretrained(source, **hub_kwargs)  # the saved one: an adapter's base lacks its size
+        processor = load_image_processor(source, config, None, hub_kwargs)
+    model.to(device).eval()
+
+    def forward(pixel_values: np.ndarray) -> np.ndarray:
+        return model(pixel_values=torch.from_numpy(pixel_values).to(device)).logits.float().cpu().numpy()
+
+    return ImagePredictor(forward, processor, saved_label_names(config), kind)
+
+
+def read_inputs(args: PredictArguments, trained: dict[str, Any]) -> Inputs:
+    """The input (a folder of images, a file of paths, a Hub split), its image column (the one asked for, else the run's, else found; file paths resolved against the input
+    file's folder) and the label column if there is one. `trained` is the training run's arguments.
+
+    Raises:
+        InputError: no image column, a label column asked for that is absent, a column of something else.
+    """
+    split = load_input(args, folder_builder="imagefolder")
+    image_column = input_column(split, args.image_column_name, trained.get("image_column_name"),
+                                images.find_image_column)
+    label_column = reference_column(split, args.label_column_name, trained.get("label_column_name"))
+    base_dir = Path(args.input).parent if Path(args.input).is_file() else None
+    split = images.as_image_column(split, image_column, base_dir)
+    stored = split.cast_column(image_column, Image(decode=False))[image_column]
+    names = [image.get("path") or f"row {i}" for i, image in enumerate(stored)]
+    return Inputs(split, [image_column], names, label_column, trained)
+
+
+def predict(predictor: ImagePredictor, inputs: Inputs, args: PredictArguments) -> Predictions:
+    """Top-k classes per image (`classification.prediction_rows`); with a label column, the metrics of the report
+    (`classification.classification_metrics`).
+
+    Raises:
+        InputError: references the model has no class for, before anything is predicted.
+    """
+    split, (image_column,) = inputs.split, inputs.columns
+    references = labels.label_values(split, inputs.label_column) if inputs.label_column else None
+    reference_ids = None if references is None else classification.reference_ids(
+        references, predictor.label_names, inputs.label_column)
+    transform = eval_transform(predictor.processor)
+
+    def forward(indices: Sequence[int]) -> np.ndarray:
+        batch = split.select(indices)[image_column]
+        return predictor.forward(np.stack([transform(image.convert("RGB")).numpy() for image in batch]))
+
+    logits = outputs_of(forward, range(len(split)), args.batch_size)
+    rows = classification.prediction_rows(softmax(logits, axis=-1), predictor.label_names, args.top_k,
+                                          inputs.names, references)
+    metrics = None
+    if reference_ids is not None:
+        metrics = classification.classification_metrics(logits, reference_ids, len(predictor.label_names))
+        metrics["num_samples"] = len(reference_ids)
+    return Predictions(rows, metrics)

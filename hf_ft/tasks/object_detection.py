@@ -40,11 +40,14 @@ from transformers import (
     TrainingArguments,
 )
 
+from .. import classification
 from ..args import ConfigError, DataArguments, ModelArguments
 from ..data import sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
 from ..models import load_for_labels, offline_hint, saved_label_names
+from ..peft import load_trained
+from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, input_column, load_input
 from ..report import TaskReport
 from ..runs import baseline_scores
 from ..vision import boxes as box_ops
@@ -259,28 +262,35 @@ def _load_objects_splits(data_args: DetectionDataArguments, *, token: str | None
                 "--objects_column_name."
             )
     label_names, to_index = _category_names(raw, objects_column)
-    splits = {}
-    for name, split in raw.items():
-        split = images.as_image_column(split, image_column, sources.source_dir(data_args, name))
-        records = []
-        for position, (objects, width, height) in enumerate(
-            zip(split[objects_column], _column_or_none(split, "width"), _column_or_none(split, "height"))
-        ):
-            bbox, category = _objects_lists(objects, name, position, objects_column)
-            records.append(
-                {"image_id": position, "width": width, "height": height, "bbox": bbox,
-                 "category": [to_index(c, name, position) for c in category]}
-            )
-        for record, size in zip(records, _image_sizes(split, image_column, records)):
-            record["width"], record["height"] = size
-        pixels = split.select_columns([image_column])
-        if image_column != "image":
-            pixels = pixels.rename_column(image_column, "image")
-        splits[name] = _canonical_split(
-            pixels, records, box_format=data_args.box_format, normalized=data_args.boxes_normalized,
-            min_size=data_args.min_box_size, where=f"the {name} split",
-        )
+    splits = {
+        name: _objects_split(images.as_image_column(split, image_column, sources.source_dir(data_args, name)), name,
+                             image_column, objects_column, to_index, data_args)
+        for name, split in raw.items()
+    }
     return DatasetDict(splits), label_names
+
+
+def _objects_split(split: Dataset, name: str, image_column: str, objects_column: str,
+                   to_index: Callable[[Any, str, int], int], data_args: DetectionDataArguments) -> Dataset:
+    """One split of objects-column data (its images already an Image column) in the task's form."""
+    records = []
+    for position, (objects, width, height) in enumerate(
+        zip(split[objects_column], _column_or_none(split, "width"), _column_or_none(split, "height"))
+    ):
+        bbox, category = _objects_lists(objects, name, position, objects_column)
+        records.append(
+            {"image_id": position, "width": width, "height": height, "bbox": bbox,
+             "category": [to_index(c, name, position) for c in category]}
+        )
+    for record, size in zip(records, _image_sizes(split, image_column, records)):
+        record["width"], record["height"] = size
+    pixels = split.select_columns([image_column])
+    if image_column != "image":
+        pixels = pixels.rename_column(image_column, "image")
+    return _canonical_split(
+        pixels, records, box_format=data_args.box_format, normalized=data_args.boxes_normalized,
+        min_size=data_args.min_box_size, where=f"the {name} split",
+    )
 
 
 def _column_or_none(split: Dataset, column: str) -> list:
@@ -873,3 +883,111 @@ def _baseline_sentence(baseline: Mapping[str, Any], split: str) -> str:
         f"The checkpoint as published, with its own head, scores mAP {original.get('map', 0):.3f} on the same images "
         f"for the {len(known)} of these classes it knows by name."
     )
+
+
+# --- predict (hf-ft predict) -------------------------------------------------------------------------------------
+
+
+def load_predictor(source: str, *, device: torch.device, token: str | None = None, cache_dir: str | None = None
+                   ) -> Predictor:
+    """An hf_ft output dir or any Hub detector, with the image processor saved beside it (its size, as trained).
+
+    Raises:
+        FileNotFoundError / InputError: the checkpoint cannot be found (offline: not cached).
+    """
+    hub_kwargs = {"token": token, "cache_dir": cache_dir}
+    model, kind = load_trained(source, AutoModelForObjectDetection.from_pretrained, **hub_kwargs)
+    with offline_hint(source):
+        processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+    return Predictor(model.to(device), processor, saved_label_names(model.config), kind, device)
+
+
+def read_inputs(args: PredictArguments, trained: dict) -> Inputs:
+    """Images with their boxes when the input has them: a COCO folder (its instances JSON), a file or Hub split
+    with an objects column (the run's box format), else any folder, file or split of images, unlabelled.
+
+    Raises:
+        InputError / FileNotFoundError: as training's checks: a box outside its image, an unknown category, ...
+    """
+    box_keys = ("box_format", "boxes_normalized", "min_box_size", "objects_column_name")
+    path = Path(args.input)
+    coco_folder = path.is_dir() and any(path.glob("*.json"))
+    source = {"train_dir": str(path)} if coco_folder else {"dataset_name": args.input}  # only the box settings are read
+    data_args = DetectionDataArguments(**source, **{key: trained[key] for key in box_keys if key in trained})
+    if coco_folder:
+        splits, categories = _load_coco_splits(data_args)
+        split = splits["train"] if args.max_samples is None else splits["train"].select(
+            range(min(args.max_samples, len(splits["train"]))))
+        label_column = "objects"
+    else:
+        split = load_input(args, folder_builder="imagefolder")
+        image_column = input_column(split, args.image_column_name, trained.get("image_column_name"),
+                                    images.find_image_column)
+        split = images.as_image_column(split, image_column, path.parent if path.is_file() else None)
+        if data_args.objects_column_name in split.column_names:
+            categories, to_index = _category_names(DatasetDict({"train": split}), data_args.objects_column_name)
+            split = _objects_split(split, "input", image_column, data_args.objects_column_name, to_index, data_args)
+            label_column = "objects"
+        else:
+            split = split.select_columns([image_column]).rename_columns(
+                {image_column: "image"} if image_column != "image" else {})
+            categories, label_column = [], None
+    stored = split.cast_column("image", Image(decode=False))["image"]
+    names = [image.get("path") or f"row {i}" for i, image in enumerate(stored)]
+    return Inputs(split, ["image"], names, label_column, {**trained, "input_categories": categories})
+
+
+def predict(predictor: Predictor, inputs: Inputs, args: PredictArguments) -> Predictions:
+    """Per image, the boxes scoring at least `score_threshold` (pixel corners x1, y1, x2, y2 of the original image),
+    their labels and scores, best first. With boxes in the input, the report's COCO mAP over every image's top
+    `max_detections` boxes at any score (as the report scores them).
+
+    Raises:
+        InputError: a category of the input the model does not detect, before anything is predicted.
+    """
+    names, model, processor = predictor.label_names, predictor.model, predictor.preprocessor
+    to_model = None
+    if inputs.label_column is not None:
+        categories = inputs.trained["input_categories"]
+        to_model = torch.as_tensor(classification.reference_ids(categories, names, "category")) if categories else None
+    takes_mask = "pixel_mask" in inspect.signature(model.forward).parameters
+    top = int(inputs.trained.get("max_detections") or 100)
+    split, found = inputs.split, []
+    for indices in batches(range(len(split)), args.batch_size, "detecting"):
+        pictures = [np.asarray(image.convert("RGB")) for image in split.select(indices)["image"]]
+        encoded = processor(images=pictures, return_tensors="pt", input_data_format="channels_last")
+        batch = {"pixel_values": encoded["pixel_values"].to(predictor.device)}
+        if takes_mask and "pixel_mask" in encoded:
+            batch["pixel_mask"] = encoded["pixel_mask"].to(predictor.device)
+        with torch.inference_mode():
+            outputs = model(**batch)
+        sizes = torch.tensor([picture.shape[:2] for picture in pictures], device=predictor.device)
+        for result in processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=sizes):
+            order = result["scores"].float().argsort(descending=True)[:top].cpu()
+            found.append({key: result[key].float().cpu()[order] if key != "labels" else result[key].cpu()[order]
+                          for key in ("boxes", "scores", "labels")})
+    rows = []
+    for name, detections in zip(inputs.names, found):
+        shown = detections["scores"] >= args.score_threshold
+        rows.append({
+            "input": name,
+            "boxes": [[round(v, 2) for v in box] for box in detections["boxes"][shown].tolist()],
+            "labels": [names[i] for i in detections["labels"][shown].tolist()],
+            "scores": [round(v, 4) for v in detections["scores"][shown].tolist()],
+        })
+    metrics = None
+    if inputs.label_column is not None:
+        metric = mean_average_precision()
+        truths = []
+        for objects in split["objects"]:
+            labels = torch.as_tensor(objects["category"], dtype=torch.long)
+            truths.append({"boxes": torch.as_tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4),
+                           "labels": to_model[labels] if to_model is not None else labels})
+        metric.update(found, truths)
+        result = metric.compute()
+        metrics = {key: float(result[key]) for key in COLUMNS if float(result[key]) >= 0}
+        metrics["num_samples"] = len(split)
+        for row, truth in zip(rows, truths):
+            row["reference_boxes"] = [[round(v, 2) for v in box] for box in truth["boxes"].tolist()]
+            row["reference_labels"] = [names[i] for i in truth["labels"].tolist()]
+    return Predictions(rows, metrics)

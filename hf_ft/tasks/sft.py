@@ -53,6 +53,8 @@ from ..checkpoints import StrictResumeTrainer
 from ..data import sources
 from ..errors import InputError
 from ..models import offline_hint
+from ..peft import load_trained
+from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, load_input
 from ..report import TaskReport
 from ..runs import Prediction, baseline_scores
 
@@ -860,3 +862,104 @@ def card_facts(model_args: ModelArguments, data_args: SFTDataArguments, data: SF
             "stop_token_ids": list(stop_ids),
         },
     )
+
+
+# --- predict (hf-ft predict) -------------------------------------------------------------------------------------
+
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+def load_predictor(source: str, *, device: torch.device, token: str | None = None, cache_dir: str | None = None
+                   ) -> Predictor:
+    """An hf_ft output dir (full or adapter-only) or any Hub causal LM, with its tokenizer and chat template; it stops
+    at the saved tokenizer's EOS (an adapter's base model's generation config does not know it).
+
+    Raises:
+        FileNotFoundError / InputError: the checkpoint cannot be found (offline: not cached).
+    """
+    hub_kwargs = {"token": token, "cache_dir": cache_dir}
+    model, kind = load_trained(source, AutoModelForCausalLM.from_pretrained, **hub_kwargs)
+    with offline_hint(source):
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return Predictor(model.to(device), tokenizer, [], kind, device)
+
+
+def read_inputs(args: PredictArguments, trained: dict) -> Inputs:
+    """The input (a file or a Hub split) as conversations (`messages`, or ShareGPT `conversations`) or prompts, with
+    the run's column names; a conversation is answered after its last assistant turn's question, which is the
+    reference (one without an assistant turn is answered at its end), a prompt's reference is its completion.
+
+    Raises:
+        InputError: no conversation or prompt column; a malformed message (as in training).
+    """
+    split = load_input(args)
+    messages = trained.get("messages_column_name", "messages")
+    prompt, completion = trained.get("prompt_column_name", "prompt"), trained.get("completion_column_name", "completion")
+    if messages in split.column_names or "conversations" in split.column_names:
+        if messages not in split.column_names:
+            split = split.map(_from_sharegpt, remove_columns=["conversations"])
+        elif messages != "messages":
+            split = split.rename_column(messages, "messages")
+        columns, label_column = ["messages"], "messages"
+    elif prompt in split.column_names:
+        renames = {prompt: "prompt", **({completion: "completion"} if completion in split.column_names else {})}
+        split = split.rename_columns({old: new for old, new in renames.items() if old != new})
+        columns, label_column = ["prompt"], "completion" if "completion" in split.column_names else None
+    else:
+        raise InputError(f"--input {args.input} has columns {split.column_names}: text generation reads conversations "
+                         f"(`{messages}`, `conversations`) or prompts (`{prompt}`, with `{completion}` as references)")
+    check_rows({"input": split.select_columns([c for c in ("messages", "prompt", "completion") if c in split.column_names])})
+    names = [_question(example) for example in split]
+    return Inputs(split, columns, names, label_column, trained)
+
+
+def predict(predictor: Predictor, inputs: Inputs, args: PredictArguments) -> Predictions:
+    """Greedy answers (`generate`, as the report's); with references, the report's exact match over them."""
+    tokenizer = predictor.preprocessor
+    prompts, references, conversational = [], [], False
+    for example in inputs.split:
+        if "messages" in example:
+            messages = example["messages"]
+            last = max(_assistant_turns(messages), default=None)
+            turns, reference = (messages, None) if last is None else (messages[:last], messages[last]["content"])
+            prompts.append(tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
+            conversational = True
+        elif isinstance(example["prompt"], list):
+            prompts.append(tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True))
+            reference = "".join(m["content"] for m in example["completion"]) if example.get("completion") else None
+            conversational = True
+        else:
+            prompts.append(example["prompt"])
+            reference = example.get("completion")
+        references.append(reference)
+    max_new_tokens = args.max_new_tokens or inputs.trained.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
+    generations = []
+    for batch in batches(prompts, args.batch_size, "generating"):
+        generations += generate(predictor.model, tokenizer, batch, max_new_tokens=max_new_tokens,
+                                add_special_tokens=not conversational, batch_size=len(batch))
+    rows = []
+    for name, generation, reference in zip(inputs.names, generations, references):
+        row = {"input": name, "generation": generation}
+        if reference is not None:
+            row.update(reference=reference, correct=generation.strip() == reference.strip())
+        rows.append(row)
+    scored = [(g, r) for g, r in zip(generations, references) if r is not None]
+    metrics = None
+    if scored:
+        metrics = {"exact_match": exact_match(*zip(*scored)), "num_samples": len(scored)}
+    return Predictions(rows, metrics)
+
+
+def _question(example: dict) -> str:
+    """What a row asks, for people: the last user message before the answer, or the prompt."""
+    if "messages" in example:
+        messages = example["messages"]
+        last = max(_assistant_turns(messages), default=len(messages))
+        users = [m["content"] for m in messages[:last] if m["role"] == "user"]
+        return users[-1] if users else messages[0]["content"]
+    prompt = example["prompt"]
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]

@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow.compute as pc
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Json, LargeList, List, Value
 from matplotlib.figure import Figure
 from scipy.special import expit, softmax
@@ -67,6 +68,8 @@ from ..errors import InputError
 from ..imbalance import class_balanced_sampler, class_weighted_loss
 from ..text import TokenizedDataArguments
 from ..models import load_for_labels, offline_hint
+from ..peft import load_trained
+from ..predict import Inputs, PredictArguments, Predictions, Predictor, load_input, outputs_of, reference_column
 from ..report import TaskReport
 from ..runs import Prediction
 
@@ -985,3 +988,109 @@ def _table(intro: str, header: list[str], rows: list[list[str]]) -> str:
 def _shorten(text: str, limit: int = MISTAKE_TEXT_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --- predict (hf-ft predict) --------------------------------------------------------------------------------
+
+
+def load_predictor(source: str, *, device: torch.device, token: str | None = None, cache_dir: str | None = None
+                   ) -> Predictor:
+    """An hf_ft output dir (full or adapter-only) or any Hub sequence classifier, with its tokenizer, for inference.
+
+    Raises:
+        FileNotFoundError / InputError: the checkpoint cannot be found (offline: not cached).
+    """
+    hub_kwargs = {"token": token, "cache_dir": cache_dir}
+    model, kind = load_trained(source, AutoModelForSequenceClassification.from_pretrained, **hub_kwargs)
+    with offline_hint(source):
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
+    if tokenizer.pad_token is None:  # as load_model: decoder-only checkpoints pad with the end-of-text token
+        tokenizer.pad_token = tokenizer.eos_token
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return Predictor(model.to(device), tokenizer, label_names, kind, device)
+
+
+def _problem_type(predictor: Predictor) -> str:
+    config = predictor.model.config
+    return config.problem_type or (REGRESSION if config.num_labels == 1 else SINGLE_LABEL)
+
+
+def read_inputs(args: PredictArguments, trained: dict) -> Inputs:
+    """The input (a file or a Hub split), its text column(s) (those asked for, else the run's when the input has them, else found) and the label
+    column if there is one. `trained` is the training run's arguments.
+
+    Raises:
+        InputError: no text column, or a column asked for that is absent.
+    """
+    split = load_input(args)
+    trained_texts = trained.get("text_column_names")
+    if args.text_column_names is None and trained_texts and all(
+            name.strip() in split.column_names for name in trained_texts.split(",")):
+        text_columns = find_text_columns(split, trained_texts)
+    else:
+        text_columns = find_text_columns(split, args.text_column_names)
+    label_column = reference_column(split, args.label_column_name, trained.get("label_column_name"))
+    return Inputs(split, text_columns, joined_texts(split, text_columns), label_column, trained)
+
+
+def predict(predictor: Predictor, inputs: Inputs, args: PredictArguments) -> Predictions:
+    """Per text: top-k classes (one label), the labels scoring >= 0.5 and the top-k scores (multi-label), or the
+    score (regression). With a label column, the metrics of the report for the problem type. Texts are truncated
+    where training truncated them (the saved tokenizer's `model_max_length`).
+
+    Raises:
+        InputError: references the model has no label for, before anything is predicted.
+    """
+    split, label_column = inputs.split, inputs.label_column
+    columns = [split[column] for column in inputs.columns]
+    tokenizer, model = predictor.preprocessor, predictor.model
+    references = None if label_column is None else _reference_names(predictor, split, label_column, inputs.trained)
+    targets = None if references is None else _prediction_targets(predictor, references, label_column)
+
+    def forward(indices: Sequence[int]) -> np.ndarray:
+        texts = [[column[i] for i in indices] for column in columns]
+        encoded = tokenizer(*texts, truncation=True, padding=True, return_tensors="pt").to(predictor.device)
+        return model(**encoded).logits.float().cpu().numpy()
+
+    outputs = outputs_of(forward, range(len(split)), args.batch_size)
+    if _problem_type(predictor) == SINGLE_LABEL:
+        rows = classification.prediction_rows(softmax(outputs, axis=-1), predictor.label_names, args.top_k,
+                                              inputs.names, references)
+        metrics = None if targets is None else classification.classification_metrics(
+            outputs, targets, len(predictor.label_names))
+    elif _problem_type(predictor) == MULTI_LABEL:
+        rows = classification.prediction_rows(expit(outputs), predictor.label_names, args.top_k, inputs.names,
+                                              references, threshold=THRESHOLD)
+        metrics = None if targets is None else multi_label_metrics(outputs, targets)
+    else:
+        rows = [{"input": text, "score": round(float(value), 6)} for text, value in zip(inputs.names, outputs[:, 0])]
+        for row, reference in zip(rows, references or ()):
+            row["reference"] = reference
+        metrics = None if targets is None else regression_metrics(outputs, targets)
+    if metrics is not None:
+        metrics["num_samples"] = len(split)
+    return Predictions(rows, metrics)
+
+
+def _reference_names(predictor: Predictor, split: Dataset, column: str, trained: Mapping) -> list:
+    if _problem_type(predictor) == SINGLE_LABEL:
+        return label_utils.label_values(split, column)
+    if _problem_type(predictor) == MULTI_LABEL:
+        return [[str(label) for label in labels]
+                for labels in _label_lists("input", split, column, trained.get("label_delimiter"))]
+    return [float(value) for value in split[column]]
+
+
+def _prediction_targets(predictor: Predictor, references: list, column: str) -> np.ndarray:
+    """The references as the metrics take them: class ids, multi-hot rows, or scores; checked against the labels."""
+    if _problem_type(predictor) == SINGLE_LABEL:
+        return classification.reference_ids(references, predictor.label_names, column)
+    if _problem_type(predictor) == REGRESSION:
+        return np.array(references, dtype=np.float64)
+    flat = [label for labels in references for label in labels]
+    classification.reference_ids(flat, predictor.label_names, column)  # refuses a label the model lacks
+    index = {name: i for i, name in enumerate(predictor.label_names)}
+    hot = np.zeros((len(references), len(index)), dtype=np.float32)
+    for row, labels in enumerate(references):
+        hot[row, [index[label] for label in labels]] = 1.0
+    return hot

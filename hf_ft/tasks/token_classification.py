@@ -33,6 +33,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import seqeval.scheme
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from seqeval.metrics.sequence_labeling import get_entities
 from transformers import (
@@ -58,6 +59,8 @@ from ..text import TokenizedDataArguments
 from ..hub import CardFacts
 from ..metrics import load as load_metric
 from ..models import load_for_labels, offline_hint
+from ..peft import load_trained
+from ..predict import Inputs, PredictArguments, Predictions, Predictor, load_input, outputs_of
 from ..report import TaskReport
 
 logger = logging.getLogger("hf_ft")
@@ -783,3 +786,111 @@ def _entity_types_section(per_type: dict[str, dict], split: str, splits: list[st
         "below count words.\n\n| Type | F1 | Precision | Recall | Support |\n|---|---:|---:|---:|---:|\n"
         + "\n".join(rows)
     )
+
+
+# --- predict (hf-ft predict) --------------------------------------------------------------------------------
+
+
+def load_predictor(source: str, *, device: torch.device, token: str | None = None, cache_dir: str | None = None
+                   ) -> Predictor:
+    """An hf_ft output dir (full or adapter-only) or any Hub token classifier, with its fast tokenizer.
+
+    Raises:
+        FileNotFoundError / InputError: the checkpoint cannot be found (offline: not cached), or has a slow tokenizer.
+    """
+    hub_kwargs = {"token": token, "cache_dir": cache_dir}
+    model, kind = load_trained(source, AutoModelForTokenClassification.from_pretrained, **hub_kwargs)
+    with offline_hint(source):
+        prefix_space = {"add_prefix_space": True} if model.config.model_type in ADD_PREFIX_SPACE_MODEL_TYPES else {}
+        tokenizer = AutoTokenizer.from_pretrained(source, **prefix_space, **hub_kwargs)
+    if not tokenizer.is_fast:
+        raise InputError(f"{source} has only a slow tokenizer; predicting per word needs a fast one (word_ids()).")
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return Predictor(model.to(device), tokenizer, label_names, kind, device)
+
+
+def read_inputs(args: PredictArguments, trained: dict) -> Inputs:
+    """The input (a CoNLL file, another file, a Hub split), its words column (`--text_column_names`, else the run's `text_column_name`, else tokens/words, else a text
+    column, split at whitespace) and the tags column if there is one (the run's, else tags/labels).
+
+    Raises:
+        InputError: no words column, or a column asked for that is absent.
+    """
+    split = load_input(args, file_readers={suffix: read_conll for suffix in CONLL_SUFFIXES})
+    requested = args.text_column_names
+    trained_words = trained.get("text_column_name")
+    if requested is None and trained_words in split.column_names:
+        requested = trained_words
+    words_column = _find_column(split, requested, (*TOKEN_COLUMNS, "text", "sentence"), "text_column_names")
+    tags_column = args.label_column_name or next(
+        (name for name in (trained.get("label_column_name"), *TAG_COLUMNS) if name and name in split.column_names), None)
+    if tags_column is not None:
+        _find_column(split, tags_column, (), "label_column_name")  # names the columns when it is absent
+    words = [row.split() if isinstance(row, str) else list(row) for row in split[words_column]]
+    split = split.add_column("_words", words) if "_words" not in split.column_names else split
+    return Inputs(split, ["_words"], [" ".join(row) for row in words], tags_column, trained)
+
+
+def predict(predictor: Predictor, inputs: Inputs, args: PredictArguments) -> Predictions:
+    """A tag per word (its first sub-token's; words cut off at the saved `model_max_length` get none, as the report
+    leaves them unscored) and the entities they spell. With a tags column, the report's seqeval metrics under the
+    run's `seqeval_scheme`.
+
+    Raises:
+        InputError: reference tags the model has no label for, or rows whose tags and words differ in number.
+    """
+    split, tokenizer, names = inputs.split, predictor.preprocessor, predictor.label_names
+    words = list(split["_words"])
+    references = None if inputs.label_column is None else _checked_tags(
+        "input", words, list(split[inputs.label_column]), _class_names(split, inputs.label_column))
+    if references is not None:
+        classification.reference_ids([tag for row in references for tag in row], names, inputs.label_column)
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=tokenizer.model_max_length)
+    first_tokens = [_first_sub_tokens(encoded.word_ids(i)) for i in range(len(words))]
+
+    def forward(indices: Sequence[int]) -> np.ndarray:
+        batch = tokenizer.pad({"input_ids": [encoded["input_ids"][i] for i in indices]}, return_tensors="pt")
+        logits = predictor.model(**batch.to(predictor.device)).logits.float().cpu().numpy()
+        return np.concatenate([logits[row, first_tokens[i]] for row, i in enumerate(indices)])
+
+    word_logits = outputs_of(forward, range(len(words)), args.batch_size)
+    seen = np.array([len(positions) for positions in first_tokens])
+    predicted = np.split(word_logits.argmax(-1), np.cumsum(seen)[:-1])
+    scheme = inputs.trained.get("seqeval_scheme")
+    rows = []
+    for i, ids in enumerate(predicted):
+        tags = [names[j] for j in ids] + [None] * (len(words[i]) - len(ids))
+        row = {"input": inputs.names[i], "tokens": words[i], "tags": tags}
+        if not is_plain(names):
+            spelled = [_as_seqeval_tag(tag, names, None) if tag else "O" for tag in tags]
+            row["entities"] = [f"{kind}: {' '.join(words[i][start:end + 1])}" for kind, start, end in get_entities(spelled)]
+        if references is not None:
+            row["reference"] = references[i]
+        rows.append(row)
+    metrics = None
+    if references is not None:
+        index = {name: j for j, name in enumerate(names)}
+        gold = np.array([index[tag] for row, count in zip(references, seen) for tag in row[:count]])
+        metrics = tagging_metrics(seqeval_scores(word_logits.argmax(-1), gold, seen, names, seqeval_scheme=scheme))
+        metrics["num_samples"] = len(words)
+    truncated = int(sum(len(row) for row in words) - seen.sum())
+    if truncated:
+        logger.warning("%d words lie past the model's %d tokens: they get no tag (null)", truncated,
+                       tokenizer.model_max_length)
+    return Predictions(rows, metrics)
+
+
+def _first_sub_tokens(word_ids: Sequence[int | None]) -> list[int]:
+    """The position of each word's first sub-token, in word order (the positions the report scores)."""
+    positions, previous = [], None
+    for position, word_id in enumerate(word_ids):
+        if word_id is not None and word_id != previous:
+            positions.append(position)
+        previous = word_id
+    return positions
+
+
+def _class_names(split: Dataset, column: str) -> list[str] | None:
+    feature = split.features[column]
+    inner = getattr(feature, "feature", None)
+    return list(inner.names) if isinstance(inner, ClassLabel) else None
