@@ -270,6 +270,14 @@ class ReportArguments:
         },
     )
     confidence_level: float = field(default=0.95, metadata={"help": "Confidence level of those intervals."})
+    measure_forgetting: bool = field(
+        default=True,
+        metadata={
+            "help": "When the checkpoint is an hf_ft output dir (a continued fine-tune), also score the model on that "
+            "run's test split, loaded as its args.yaml says, and report the change from that run's scores: what the "
+            "new data made it forget (`output_dir/forgetting/`). false: skip it."
+        },
+    )
 
     def __post_init__(self):
         if self.bootstrap_resamples < 0:

@@ -28,7 +28,7 @@ def choose_trainable(
         return peft.apply_peft(model, peft_args, task_type), []
     set_trainable(model, model_args.trainable_blocks)
     if model_args.freeze_backbone_epochs > 0:
-        return model, [FreezeBackboneCallback(model, model_args.freeze_backbone_epochs, model_args.trainable_blocks)]
+        return model, [FreezeBackboneCallback(model_args.freeze_backbone_epochs, model_args.trainable_blocks)]
     return model, []
 
 
@@ -100,15 +100,16 @@ class FreezeBackboneCallback(TrainerCallback):
 
     The freeze happens at train begin, after the Trainer built its optimizer over every parameter that will
     train later: frozen parameters get no gradient, so AdamW skips them (weight decay included). Under DDP
-    this relies on `find_unused_parameters`, which the Trainer turns on for transformers models.
+    this relies on `find_unused_parameters`, which the Trainer turns on for transformers models. It acts on the model
+    the Trainer trains, so a hyperparameter search's trials (a model each, from `model_init`) are frozen alike.
     """
 
-    def __init__(self, model: PreTrainedModel, epochs: float, trainable_blocks: int | None):
-        self.model, self.epochs, self.trainable_blocks = model, epochs, trainable_blocks
+    def __init__(self, epochs: float, trainable_blocks: int | None):
+        self.epochs, self.trainable_blocks = epochs, trainable_blocks
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        set_trainable(self.model, 0 if state.epoch < self.epochs else self.trainable_blocks)
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        set_trainable(model, 0 if state.epoch < self.epochs else self.trainable_blocks)
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         if state.epoch >= self.epochs:
-            set_trainable(self.model, self.trainable_blocks)
+            set_trainable(model, self.trainable_blocks)

@@ -498,10 +498,10 @@ def _card_body(
         f"{labels}. {_license_sentence(base)}",
     ]
     if card.facts:
-        sections.append("## Model details\n\n" + _table(["detail", "value"], _public_rows(card.facts)))
+        sections.append("## Model details\n\n" + md.table(["detail", "value"], _public_rows(card.facts)))
     sections += [
         "## Results\n\n" + _results_table(task_report),
-        "## Training hyperparameters\n\n" + _table(["hyperparameter", "value"], _public_rows(training_args)),
+        "## Training hyperparameters\n\n" + md.table(["hyperparameter", "value"], _public_rows(training_args)),
         *(["## Labels\n\n" + _labels(card.label_names)] if card.label_names else []),
         "## How to use\n\n" + _usage(card.task, card.library_name, model_ref, on_hub),
     ]
@@ -527,7 +527,7 @@ def _results_table(task_report: TaskReport) -> str:
     metrics = list(dict.fromkeys(metric for split_metrics in results.values() for metric in split_metrics))
     rows = [[split, *(_metric_cell(split_metrics.get(m)) for m in metrics)] for split, split_metrics in results.items()]
     titles = {"num_samples": "Samples", **task_report.columns}
-    table = _table(["split", *(titles.get(m, m) for m in metrics)], rows)
+    table = md.table(["split", *(titles.get(m, m) for m in metrics)], rows)
     return table + (f"\n\n{task_report.card_note}" if task_report.card_note else "")
 
 
@@ -580,12 +580,6 @@ def _usage(task: str, library_name: str, model_ref: str, on_hub: bool) -> str:
             f'model = timm.create_model("{prefix}:{model_ref}", pretrained=True)\n```'
         )
     return snippet
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _metric_cell(value: object) -> str:

@@ -37,6 +37,8 @@ def weighted_cross_entropy(
     """A `compute_loss_func` for classifiers of any output shape ((N, C) for a label per example, (N, T, C) for a
     label per token): cross-entropy with each example weighted by its class.
 
+    The labels are class ids, or class distributions ((N, C) floats, as mixup and CutMix make them: an example then
+    weighs the average of its classes' weights, and `label_smoothing` is left to whoever mixed them).
     As the Trainer expects of a `compute_loss_func`, the summed loss is divided by `num_items_in_batch` (the labelled
     items of the whole accumulated batch), so gradient accumulation and several processes change nothing; without
     it, the weighted mean. The Trainer skips its own label smoothing for a `compute_loss_func`: pass
@@ -46,14 +48,20 @@ def weighted_cross_entropy(
     def compute_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         logits = logits.reshape(-1, logits.shape[-1]).float()
-        labels = labels.reshape(-1).to(logits.device)
         class_weights = weights.to(logits.device)
-        losses = F.cross_entropy(
-            logits, labels, weight=class_weights, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
-            reduction="none",
-        )
+        if labels.is_floating_point():
+            targets = labels.reshape(-1, logits.shape[-1]).to(logits.device)
+            losses = F.cross_entropy(logits, targets, weight=class_weights, reduction="none")
+            example_weights = targets @ class_weights
+        else:
+            labels = labels.reshape(-1).to(logits.device)
+            losses = F.cross_entropy(
+                logits, labels, weight=class_weights, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
+                reduction="none",
+            )
+            example_weights = class_weights[labels[labels != IGNORE_INDEX]]
         if num_items_in_batch is None:
-            return losses.sum() / class_weights[labels[labels != IGNORE_INDEX]].sum()
+            return losses.sum() / example_weights.sum()
         return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
 
     return compute_loss

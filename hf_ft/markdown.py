@@ -32,6 +32,12 @@ def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of ready-made cells (see `cell`)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def code(text: Any) -> str:
     return "—" if text in (None, "") else f"`{str(text).replace('`', '')}`"
 

@@ -6,9 +6,12 @@ about a saved config live here, so every task gets them (transformers' TimmWrapp
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from huggingface_hub import constants
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
@@ -60,16 +63,27 @@ def match_labels(config: PretrainedConfig, label_names: Sequence[str]) -> list[s
 
     A checkpoint already trained on exactly these names (a continued fine-tune) keeps its head and its order, which
     is returned: re-encode the data to it (`hf_ft.data.labels.reorder_labels`), or its rows would be read under the
-    wrong names. Other names get a head sized and named for them, in the data's order (`set_labels`); call
-    `reset_relabelled_head` once the model is loaded.
+    wrong names. Data that adds labels to a checkpoint's (`added_labels`) gets the checkpoint's labels in its order,
+    then the new ones: call `keep_head_rows` once the model is loaded. Other names get a head sized and named for
+    them, in the data's order (`set_labels`); call `reset_relabelled_head` once the model is loaded.
     """
     saved = saved_label_names(config)
     if len(saved) == len(label_names) and sorted(saved) == sorted(label_names):
         if saved != list(label_names):
             logger.info("The checkpoint was trained on these labels: keeping its order %s", saved[:30])
         return saved
-    set_labels(config, label_names)
-    return list(label_names)
+    added = added_labels(saved, label_names)
+    set_labels(config, saved + added if added else list(label_names))
+    return saved_label_names(config)
+
+
+def added_labels(saved: Sequence[str], label_names: Sequence[str]) -> list[str]:
+    """The labels of `label_names` that a checkpoint trained on `saved` (all of them among `label_names`) lacks, in
+    the data's order; empty when the data does not extend the checkpoint's named labels."""
+    named = saved and saved != [f"LABEL_{i}" for i in range(len(saved))]
+    if not named or not set(saved) < set(label_names):
+        return []
+    return [name for name in label_names if name not in set(saved)]
 
 
 def load_for_labels(
@@ -90,17 +104,76 @@ def load_for_labels(
     source = model_args.model_name_or_path
     saved = saved_label_names(config)
     label_names = match_labels(config, label_names)
+    added = added_labels(saved, label_names)
     set_regularisation(config, model_args)
     with offline_hint(source):
         model = auto_class.from_pretrained(
             source,
             config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes or bool(added),
             quantization_config=quantization_config,
             **model_args.hub_kwargs(),
         )
+    if added:
+        keep_head_rows(model, source, len(saved), model_args.hub_kwargs())
+        logger.info("The data adds %d labels to the checkpoint's %d: its head rows are kept, new ones added for %s",
+                    len(added), len(saved), added[:30])
     reset_relabelled_head(model, saved)
     return model, label_names
+
+
+def keep_head_rows(model: PreTrainedModel, source: str, count: int, hub_kwargs: dict[str, Any]) -> None:
+    """Copy the first `count` rows (the checkpoint's classes) of each class-sized head weight from the checkpoint
+    `source` into `model`'s larger head, which `from_pretrained` re-initialised for its new size: the old classes
+    start where training left them, the new ones from the model's initialisation.
+
+    Raises:
+        InputError: the checkpoint's files do not hold the head under the model's names.
+    """
+    head = head_module_name(model)
+    if head is None:  # detectors: class weights over several layers, which start fresh at a new class count
+        return
+    rows = {f"{head}.{name}": parameter for name, parameter in model.get_submodule(head).named_parameters()
+            if parameter.shape[0] == model.config.num_labels}
+    saved = checkpoint_tensors(source, list(rows), hub_kwargs)
+    for name, parameter in rows.items():
+        old = saved.get(name)
+        if old is None or old.shape[0] != count or old.shape[1:] != parameter.shape[1:]:
+            raise InputError(f"{source}: no {count}-row `{name}` in its weights to keep the old classes' head rows "
+                             "from; train on its labels, or on the new ones only.")
+        with torch.no_grad():
+            parameter[:count] = old.to(parameter.dtype)
+
+
+def checkpoint_tensors(source: str, names: list[str], hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors `names` (in-memory parameter names) of a safetensors checkpoint (a dir or a Hub id, sharded or
+    not), read without loading the rest. A file may name a tensor without the model's wrapper prefix (TimmWrapper
+    saves `fc.weight` for `timm_model.fc.weight`, in timm's layout): the longest saved suffix of a name is taken."""
+    from safetensors import safe_open
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
+
+    kwargs = {key: hub_kwargs.get(key) for key in ("revision", "cache_dir", "token")}
+    kwargs["_raise_exceptions_for_missing_entries"] = False
+    index = cached_file(source, SAFE_WEIGHTS_INDEX_NAME, **kwargs)
+    if index is not None:
+        file_of = json.loads(Path(index).read_text())["weight_map"]
+    else:
+        single = cached_file(source, SAFE_WEIGHTS_NAME, **kwargs)
+        if single is None:
+            return {}
+        with safe_open(single, framework="pt") as weights:
+            file_of = dict.fromkeys(weights.keys(), SAFE_WEIGHTS_NAME)
+    saved_name = {}
+    for name in names:
+        parts = name.split(".")
+        saved_name[name] = next((".".join(parts[i:]) for i in range(len(parts)) if ".".join(parts[i:]) in file_of),
+                                None)
+    tensors = {}
+    for name, key in saved_name.items():
+        if key is not None:
+            with safe_open(cached_file(source, file_of[key], **kwargs), framework="pt") as weights:
+                tensors[name] = weights.get_tensor(key)
+    return tensors
 
 
 def saved_label_names(config: PretrainedConfig) -> list[str]:

@@ -157,6 +157,38 @@ def write_report(
     return task_report.metrics
 
 
+def forgetting_section(
+    forgetting: TaskReport, earlier_dir: Path, subdir: str, settings: BootstrapSettings | None
+) -> str:
+    """"## Forgetting": a continued run's model on the test split of the run it continues (`forgetting`, its report
+    in `subdir`), against that run's own scores on the same examples, with the paired interval of each change."""
+    earlier = _read_earlier_run(Path(earlier_dir))
+    records, theirs = forgetting.examples.get("test"), earlier.records.get("test")
+    title = "## Forgetting: the earlier run's test set"
+    intro = (
+        f"This run continues {md.code(str(earlier_dir))}. Its model is scored on that run's test split "
+        f"({forgetting.metrics['test'].get('num_samples', len(records or ())):,} examples, loaded as that run's "
+        f"args.yaml says) and paired with that run's own predictions: what the continued training kept and lost. "
+        f"`{subdir}/report.md` has that split's full report, each class's recall in both runs and the examples whose "
+        "prediction changed."
+    )
+    reason = bootstrap.same_examples(records, theirs) if records and theirs else "no per-example predictions"
+    if reason or forgetting.scorer is None:
+        return f"{title}\n\n{intro}\n\n**Not the same test set:** {reason}; no difference is computed."
+    before, after = earlier.results.get("test", {}), forgetting.metrics["test"]
+    keys = [key for key in forgetting.compared if key in before and key in after]
+    found = bootstrap.paired_difference(records, theirs, forgetting.scorer, keys, settings)
+    names = {**forgetting.compared, **forgetting.columns}
+    rows = [
+        [md.cell(names.get(key, key)), md.metric_value(key, before[key]), md.metric_value(key, after[key]),
+         md.difference(key, change), "—" if low is None else f"{md.difference(key, low)} – {md.difference(key, high)}"]
+        for key, (change, low, high) in found.differences.items()
+    ]
+    how = settings.describe() if _resamples(settings) else "no intervals"
+    table = md.table(["Metric", "Before (that run)", "After (this model)", "Change", "Interval"], rows)
+    return f"{title}\n\n{intro}\n\n{table}\n\nThe intervals: {how}, the same resamples for both."
+
+
 def check_split_name(name: str) -> None:
     """Split names become file names: letters, digits, '_', '-' or '.' only."""
     if not _SPLIT_NAME.match(str(name)):

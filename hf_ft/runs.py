@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -67,6 +67,7 @@ _NOT_RESULT_AFFECTING = {
     "compare_with",
     "bootstrap_resamples",
     "confidence_level",
+    "measure_forgetting",
     "logging_steps",
     "disable_tqdm",
     # speed only (hf_ft.speed); their defaults follow the machine, so a resume elsewhere must not be refused
@@ -111,17 +112,56 @@ class Run:
     resume_from: str | None  # the checkpoint training resumes from, if any
     trained: bool  # training finished in an earlier attempt: reload its model instead of training again
     repo_id: str | None  # the Hub repo pushed to at the end (checked), or None
+    chosen: dict[str, Any] = field(default_factory=dict)  # the settings that differ from the parser's defaults
 
 
-def setup_logging(training_args: TrainingArguments, *arguments: Any) -> None:
+# Where a continued run's scores on the earlier run's test set go (`EarlierTest`), and the split's metric prefix.
+FORGETTING_DIR = "forgetting"
+
+
+@dataclass
+class EarlierTest:
+    """The test split of the hf_ft run a checkpoint comes from, prepared for this run's model: scored after training
+    and paired with that run's own test results, to measure what continued training forgot (`finish`)."""
+
+    run_dir: Path  # the earlier run's output dir: the checkpoint this run starts from
+    split: datasets.Dataset  # its test split, as the trainer takes it
+    evaluate: Callable[[Path, dict[str, Prediction]], report.TaskReport]  # the task's scoring of it
+
+
+def load_earlier_data(model_args: ModelArguments, data_class: type, load: Callable[..., Any]) -> Any | None:
+    """The data of the hf_ft run whose output dir the checkpoint is, loaded again by the task's
+    `load(data_args, seed=, token=, cache_dir=)` with that run's data arguments (a `data_class`) and seed from its
+    args.yaml, when that run scored a test split (its `test_predictions.jsonl`): its test split is then the same
+    examples, carved from the same rows if it was. None for any other checkpoint.
+
+    Raises:
+        InputError: that run's data cannot be loaded as its args.yaml says (moved, deleted): naming the way out.
+    """
+    run_dir = Path(model_args.model_name_or_path or "")
+    if not (run_dir / ARGS_FILE).is_file() or not (run_dir / report.PREDICTIONS_FILE.format(split="test")).is_file():
+        return None
+    recorded = yaml.safe_load((run_dir / ARGS_FILE).read_text(encoding="utf-8")) or {}
+    names = {f.name for f in dataclasses.fields(data_class) if f.init}
+    try:
+        data_args = data_class(**{name: value for name, value in recorded.items() if name in names})
+        return load(data_args, seed=recorded.get("seed", 42), token=model_args.token, cache_dir=model_args.cache_dir)
+    except (InputError, OSError) as error:  # ConfigError is an InputError
+        raise InputError(
+            f"{run_dir} is an hf_ft run, and measuring forgetting loads its test split again as its args.yaml says: "
+            f"{error} Restore that data, or set measure_forgetting: false."
+        ) from error
+
+
+def setup_logging(training_args: TrainingArguments, chosen: dict[str, Any]) -> None:
     """INFO logs from hf_ft on the main process, warnings only from the libraries and other processes; then the
-    arguments the user chose (those that differ from the parser's defaults), `training_args` last."""
+    arguments the user chose (`chosen`: those that differ from the parser's defaults)."""
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout, level=level)
     logger.setLevel(level)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
-    logger.info("Arguments (non-default): %s", non_default(*arguments, training_args, defaults=speed.parser_defaults()))
+    logger.info("Arguments (non-default): %s", chosen)
 
 
 def start(
@@ -144,7 +184,9 @@ def start(
             installed, a checkpoint that cannot be found (or FileNotFoundError), a push that cannot succeed
             (`hub.HubPushError`), or an output dir that is a file, cannot be written or holds another run.
     """
-    setup_logging(training_args, *arguments)
+    # As given, before any speed option is decided for this machine: the base of a search's best.yaml (hf_ft.search)
+    chosen = non_default(*arguments, training_args, defaults=speed.parser_defaults())
+    setup_logging(training_args, chosen)
     check_arguments(*arguments)
     check_training_values(training_args)
     check_trackers(training_args.report_to)
@@ -166,7 +208,7 @@ def start(
             resume_from_checkpoint=training_args.resume_from_checkpoint,
         )
     set_seed(training_args.seed)
-    return Run(Path(training_args.output_dir), resume_from, trained, repo_id)
+    return Run(Path(training_args.output_dir), resume_from, trained, repo_id, chosen)
 
 
 def recorded_args(run: Run, training_args: TrainingArguments, *arguments: Any) -> dict[str, Any]:
@@ -359,6 +401,7 @@ def finish(
     peft_args: PeftArguments,
     report_args: ReportArguments,
     save_with_model: Callable[[str], None] | None = None,
+    earlier_test: EarlierTest | None = None,
 ) -> dict[str, dict[str, float]]:
     """End a run: predict `eval_splits`, then, on the main process, the report, the card, the merged model, the push.
 
@@ -378,16 +421,21 @@ def finish(
             intervals are computed.
         save_with_model: Writes what the model needs beside it (processor, tokenizer) into a dir: called for
             `output_dir` and the merged model.
+        earlier_test: The test split of the run the checkpoint comes from: scored too, into `output_dir/forgetting`
+            (a report paired with that run's), and summed up in a "Forgetting" section of the report.
 
     Returns:
         Per split metrics (empty on other processes).
     """
     predictions = predict(trainer, {name: splits[name] for name in ("validation", "test") if name in splits})
+    if earlier_test is not None:
+        earlier_predictions = {"test": predict(trainer, {FORGETTING_DIR: earlier_test.split})[FORGETTING_DIR]}
     peft_method = peft_args.peft_method
     results: dict[str, dict[str, float]] = {}
     if trainer.is_world_process_zero():
         output_dir = run.output_dir
         task_report = evaluate(output_dir, predictions)
+        settings = BootstrapSettings(report_args.bootstrap_resamples, report_args.confidence_level, seed=trainer.args.seed)
         adapter = {"method": peft_method, "size_bytes": peft.adapter_size_bytes(output_dir)} if peft_method else None
         summary = {
             "run_name": trainer.args.run_name,
@@ -402,13 +450,14 @@ def finish(
             "adapter": adapter,
             "teacher": about.teacher,
         }
+        if earlier_test is not None:
+            forgetting = earlier_test.evaluate(output_dir / FORGETTING_DIR, earlier_predictions)
+            report.write_report(output_dir / FORGETTING_DIR, forgetting, summary, [], [earlier_test.run_dir], settings)
+            task_report.sections.append(
+                report.forgetting_section(forgetting, earlier_test.run_dir, FORGETTING_DIR, settings)
+            )
         results = report.write_report(
-            output_dir,
-            task_report,
-            summary,
-            trainer.state.log_history,
-            report_args.compare_with,
-            BootstrapSettings(report_args.bootstrap_resamples, report_args.confidence_level, seed=trainer.args.seed),
+            output_dir, task_report, summary, trainer.state.log_history, report_args.compare_with, settings
         )
         hub.write_model_card(
             output_dir,

@@ -18,10 +18,11 @@ scores), training curves and args.yaml.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_ft import peft, report, runs, speed
+from hf_ft import peft, report, runs, search, speed
 from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
 from hf_ft.cli import run_recipe
 from hf_ft.freezing import choose_trainable
@@ -36,12 +37,14 @@ def main(
     model_args: ModelArguments,
     data_args: task.TextDataArguments,
     peft_args: PeftArguments,
+    search_args: search.SearchArguments,
     report_args: ReportArguments,
     training_args: TrainingArguments,
-) -> dict[str, dict[str, float]]:
-    arguments = (model_args, data_args, peft_args, report_args)
+) -> dict[str, Any]:
+    arguments = (model_args, data_args, peft_args, search_args, report_args)
 
     # ---- Logging, and every check that needs no data, cheapest first; then the output dir ----
+    search.check_search(search_args, training_args, model_args, peft_args)
     run = runs.start(
         training_args,
         *arguments,
@@ -58,15 +61,23 @@ def main(
                 data.problem_type)
     logger.info("%d labels: %s", len(data.label_names), data.label_names[:30])
 
-    # ---- Model and tokenizer (labels matched with the checkpoint's by name) ----
-    model, tokenizer, label_names = task.load_model(
-        model_args, data.label_names, data.problem_type, quantization_config=peft.quantization_config(peft_args)
-    )
+    # ---- Model and tokenizer (labels matched with the checkpoint's by name); a search loads one per trial ----
+    def load_model(model_args: ModelArguments, peft_args: PeftArguments):
+        model, tokenizer, label_names = task.load_model(
+            model_args, data.label_names, data.problem_type, quantization_config=peft.quantization_config(peft_args)
+        )
+        model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
+        return model, callbacks, tokenizer, label_names  # adapters, or freezing
+
+    model, callbacks, tokenizer, label_names = load_model(model_args, peft_args)
     data = task.reorder_labels(data, label_names)
     max_seq_length = set_max_seq_length(data_args.max_seq_length, tokenizer, model.config)
     with training_args.main_process_first(desc="tokenizing"):
         splits = task.tokenize(data, tokenizer, max_seq_length, pad_to_max_length=data_args.pad_to_max_length)
-    model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
+    earlier_test = (  # continuing an hf_ft run: its test split too, to measure what this data makes it forget
+        task.earlier_test(model_args, data_args, label_names, tokenizer, max_seq_length)
+        if report_args.measure_forgetting else None
+    )
     parameters = log_model_size(model)
 
     # ---- Trainer ----
@@ -77,8 +88,13 @@ def main(
         class_balanced_sampling=data_args.class_balanced_sampling,
     )
 
-    # ---- Train (or reload a training that finished before a failed report or push) ----
+    # ---- Train (or reload a training that finished before a failed report or push); or search ----
     run_args = runs.recorded_args(run, training_args, *arguments)
+    if search_args.n_trials:  # trials instead of one training: their table and plot, and best.yaml to retrain
+        return search.run_search(
+            trainer, run, search_args, build=lambda *args: load_model(*args)[:2], model_side=(model_args, peft_args),
+            callbacks=callbacks, default_metric=task.SEARCH_METRIC[data.problem_type], run_args=run_args,
+        )
     train_metrics = runs.train(trainer, run, run_args)
 
     # ---- Evaluate validation and test; report and mistakes, model card, merged model, push ----
@@ -98,12 +114,14 @@ def main(
         peft_args=peft_args,
         report_args=report_args,
         save_with_model=tokenizer.save_pretrained,
+        earlier_test=earlier_test,
     )
 
 
 if __name__ == "__main__":
     run_recipe(
         main,
-        (ModelArguments, task.TextDataArguments, PeftArguments, ReportArguments, TrainingArguments),
+        (ModelArguments, task.TextDataArguments, PeftArguments, search.SearchArguments, ReportArguments,
+         TrainingArguments),
         defaults=speed.parser_defaults(),
     )

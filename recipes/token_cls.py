@@ -17,10 +17,11 @@ args.yaml. Scores are seqeval's, per word (first sub-token), whatever `label_all
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_ft import peft, report, runs, speed
+from hf_ft import peft, report, runs, search, speed
 from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
 from hf_ft.cli import run_recipe
 from hf_ft.freezing import choose_trainable
@@ -35,12 +36,14 @@ def main(
     model_args: ModelArguments,
     data_args: task.TokenDataArguments,
     peft_args: PeftArguments,
+    search_args: search.SearchArguments,
     report_args: ReportArguments,
     training_args: TrainingArguments,
-) -> dict[str, dict[str, float]]:
-    arguments = (model_args, data_args, peft_args, report_args)
+) -> dict[str, Any]:
+    arguments = (model_args, data_args, peft_args, search_args, report_args)
 
     # ---- Logging, and every check that needs no data, cheapest first; then the output dir ----
+    search.check_search(search_args, training_args, model_args, peft_args)
     run = runs.start(
         training_args,
         *arguments,
@@ -56,15 +59,23 @@ def main(
     logger.info("Sentences: %s; %d tags: %s", dict(data.splits.num_rows), len(data.label_names), data.label_names[:40])
 
     # ---- Model and fast tokenizer (tags matched with the checkpoint's by name); sub-word alignment ----
-    quantization = peft.quantization_config(peft_args)  # QLoRA's 4-bit base
-    model, tokenizer, label_names = task.load_model(model_args, data.label_names, quantization_config=quantization)
+    def load_model(model_args: ModelArguments, peft_args: PeftArguments):  # a search calls it once per trial
+        quantization = peft.quantization_config(peft_args)  # QLoRA's 4-bit base
+        model, tokenizer, label_names = task.load_model(model_args, data.label_names, quantization_config=quantization)
+        model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
+        return model, callbacks, tokenizer, label_names  # adapters, or freezing
+
+    model, callbacks, tokenizer, label_names = load_model(model_args, peft_args)
     max_seq_length = set_max_seq_length(data_args.max_seq_length, tokenizer, model.config)
     with training_args.main_process_first(desc="tokenizing"):
         splits = task.tokenize(
             data, tokenizer, label_names, max_seq_length,
             label_all_tokens=data_args.label_all_tokens, pad_to_max_length=data_args.pad_to_max_length,
         )
-    model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
+    earlier_test = (  # continuing an hf_ft run: its test split too, to measure what this data makes it forget
+        task.earlier_test(model_args, data_args, label_names, tokenizer, max_seq_length)
+        if report_args.measure_forgetting else None
+    )
     parameters = log_model_size(model)
 
     # ---- Trainer ----
@@ -75,8 +86,13 @@ def main(
         class_weight=data_args.class_weight,
     )
 
-    # ---- Train (or reload a training that finished before a failed report or push) ----
+    # ---- Train (or reload a training that finished before a failed report or push); or search ----
     run_args = runs.recorded_args(run, training_args, *arguments)  # as resolved: what runs
+    if search_args.n_trials:  # trials instead of one training: their table and plot, and best.yaml to retrain
+        return search.run_search(
+            trainer, run, search_args, build=lambda *args: load_model(*args)[:2], model_side=(model_args, peft_args),
+            callbacks=callbacks, default_metric=task.SEARCH_METRIC, run_args=run_args,
+        )
     train_metrics = runs.train(trainer, run, run_args)
 
     # ---- Evaluate validation and test per word; report, model card, merged model, push ----
@@ -99,12 +115,14 @@ def main(
         peft_args=peft_args,
         report_args=report_args,
         save_with_model=tokenizer.save_pretrained,
+        earlier_test=earlier_test,
     )
 
 
 if __name__ == "__main__":
     run_recipe(
         main,
-        (ModelArguments, task.TokenDataArguments, PeftArguments, ReportArguments, TrainingArguments),
+        (ModelArguments, task.TokenDataArguments, PeftArguments, search.SearchArguments, ReportArguments,
+         TrainingArguments),
         defaults=speed.parser_defaults(),
     )

@@ -88,6 +88,26 @@ def kill_after(recipe: Path, config: Path, checkpoint: Path) -> None:
     assert not (checkpoint.parent / "eval_results.json").exists(), "the run finished before it could be killed"
 
 
+def check_search_reruns(recipe: Path, output_dir: Path, best: dict, metric: str) -> list[dict]:
+    """A finished search in `output_dir` (`best`: what the recipe returned): its trials, best first, and best.yaml
+    run as a config trains to the best trial's validation `metric` exactly. Returns the trials.csv rows."""
+    import csv
+
+    import yaml
+
+    with open(output_dir / "trials.csv", newline="") as f:
+        trials = list(csv.DictReader(f))
+    assert int(trials[0]["trial"]) == best["number"] and float(trials[0][metric]) == best["value"]
+    assert len({tuple(row.values())[1:-2] for row in trials}) == len(trials)  # different values, not one trial twice
+    assert (output_dir / "search.png").stat().st_size > 0 and "Best: trial" in (output_dir / "search.md").read_text()
+    config = yaml.safe_load((output_dir / "best.yaml").read_text())
+    assert {name: config[name] for name in best["params"]} == best["params"] and "n_trials" not in config
+    assert config["output_dir"] == str(output_dir / "best")
+    run_in_process(recipe, output_dir / "best.yaml")
+    assert results(output_dir / "best")["validation"][metric] == best["value"]
+    return trials
+
+
 def results(output_dir: Path) -> dict:
     return json.loads((output_dir / "eval_results.json").read_text())
 

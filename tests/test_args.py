@@ -11,10 +11,12 @@ from transformers import TrainingArguments
 from hf_ft.args import ConfigError, ModelArguments, PeftArguments, ReportArguments, parse_args
 from hf_ft.compress.args import CompressionArguments, DistillationArguments
 from hf_ft.tasks.image_classification import ImageDataArguments
+from hf_ft.vision.regularization import RegularizationArguments
 
 from .conftest import REPO
 
-IMAGE_ARGS = (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, ReportArguments, TrainingArguments)
+IMAGE_ARGS = (ModelArguments, ImageDataArguments, PeftArguments, DistillationArguments, RegularizationArguments,
+              ReportArguments, TrainingArguments)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -29,7 +31,7 @@ def test_yaml_values_are_typed_and_cli_wins(tmp_path):
         "model_name_or_path: m\ntrain_dir: d\noutput_dir: o\nlearning_rate: 1e-4\nscale: [0.5, 1.0]\n"
         "trainable_blocks: 2\nuse_cpu: true\n",
     )
-    model, data, _, _, _, training = parse_args(IMAGE_ARGS, ["--config", config, "--learning_rate", "3e-4"])
+    model, data, *_, training = parse_args(IMAGE_ARGS, ["--config", config, "--learning_rate", "3e-4"])
     assert training.learning_rate == pytest.approx(3e-4)
     assert model.trainable_blocks == 2 and isinstance(model.trainable_blocks, int)
     assert data.scale == [0.5, 1.0]
@@ -74,7 +76,7 @@ def test_missing_data_source_and_bad_values():
 @pytest.mark.parametrize("config", sorted((REPO / "recipes" / "configs" / "image_cls").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_image_configs_parse(config, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    model, data, _, _, _, training = parse_args(IMAGE_ARGS, ["--config", str(config), "--bf16", "false"])
+    model, data, *_, training = parse_args(IMAGE_ARGS, ["--config", str(config), "--bf16", "false"])
     assert model.model_name_or_path and training.output_dir
     assert isinstance(training.learning_rate, float)
 

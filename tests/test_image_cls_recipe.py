@@ -232,6 +232,72 @@ def test_vit_with_python_and_freezing(tmp_path, digits_dir, tiny_vit_dir):
     assert predicted["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
 
 
+def test_vit_with_mixup_cutmix_ema_and_layer_decay(tmp_path, digits_dir, tiny_vit_dir):
+    """timm's regularization switches together on a transformers model: the run still learns, the saved model is the
+    EMA (the last checkpoint's average, not its raw weights), and mixed targets leave the model single-label."""
+    output_dir = tmp_path / "regularized"
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, mixup_alpha=0.8, cutmix_alpha=1.0,
+                           model_ema=True, model_ema_decay=0.9, layer_decay=0.75, learning_rate=2.0e-3,
+                           per_device_train_batch_size=25)  # odd: each batch's last image stays unmixed
+    run_in_process(config)
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageClassification
+
+    last = max(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    saved = AutoModelForImageClassification.from_pretrained(output_dir)
+    average = load_file(last / "model_ema.safetensors")  # the in-memory names (save_pretrained writes the legacy ones)
+    assert all(torch.equal(value, average[name]) for name, value in saved.state_dict().items())
+    assert not same_weights(output_dir / "model.safetensors", last / "model.safetensors")
+    assert saved.config.problem_type in (None, "single_label_classification")
+    test = results(output_dir)["test"]
+    assert test["accuracy"] > test["majority_baseline_accuracy"]
+    recorded = yaml.safe_load((output_dir / "args.yaml").read_text())
+    assert (recorded["mixup_alpha"], recorded["model_ema"], recorded["layer_decay"]) == (0.8, True, 0.75)
+
+
+def test_two_trial_search_writes_a_best_config_that_reruns_to_its_score(tmp_path, digits_dir, tiny_vit_dir):
+    """Optuna trials through the recipe's own model loading: a model argument (drop_rate) and a TrainingArguments one
+    searched; best.yaml, run as a config, trains to the best trial's validation score exactly."""
+    output_dir = tmp_path / "search"
+    space = {"learning_rate": {"type": "float", "low": 3.0e-3, "high": 2.0e-2, "log": True},
+             "drop_rate": {"type": "categorical", "choices": [0.0, 0.3]}}
+    config = recipe_config(tmp_path, digits_dir, tiny_vit_dir, output_dir, max_train_samples=400,
+                           n_trials=2, search_space=space)
+    best = run_in_process(config)
+    trials = recipe_runs.check_search_reruns(RECIPE, output_dir, best, "accuracy")
+    assert len(trials) == 2 and float(trials[1]["accuracy"]) <= best["value"]
+    assert not list(output_dir.glob("checkpoint-*")) and not (output_dir / "model.safetensors").exists()
+    assert yaml.safe_load((output_dir / "best.yaml").read_text())["max_train_samples"] == 400
+
+    # a rerun of the search goes on with the study: nothing retrains for trials already done
+    assert run_in_process(config, "--n_trials", "2") == best
+
+
+def test_continuing_on_new_classes_keeps_the_old_ones_and_measures_forgetting(tmp_path, digits_dir, tiny_vit_dir):
+    """A run on digits 0-4, continued on all ten: the old classes keep their ids (and head rows), and the report
+    scores the new model on the first run's test split, paired with that run's own scores."""
+    first_digits = tmp_path / "digits_0_4"
+    for split in ("train", "validation", "test"):
+        for digit in "01234":
+            shutil.copytree(digits_dir / split / digit, first_digits / split / digit)
+    first = tmp_path / "first"
+    run_in_process(recipe_config(tmp_path, first_digits, tiny_vit_dir, first, max_train_samples=300))
+    second = tmp_path / "second"
+    run_in_process(recipe_config(tmp_path, digits_dir, first, second, num_train_epochs=2))
+
+    config = json.loads((second / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(10)] == list("0123456789")
+    before, after = results(first)["test"], results(second / "forgetting")["test"]
+    assert after["num_samples"] == before["num_samples"] == sum(1 for _ in (first_digits / "test").glob("*/*.png"))
+    # the forgetting score is this model's on the first run's test images, as predict scores them
+    predicted = recipe_runs.predict(second, first_digits / "test", tmp_path / "old.jsonl").metrics
+    assert predicted["accuracy"] == pytest.approx(after["accuracy"], abs=1e-9)
+    section = (second / "report.md").read_text().split("## Forgetting: the earlier run's test set")[1]
+    assert f"| Accuracy | {100 * before['accuracy']:.2f}% | {100 * after['accuracy']:.2f}% |" in section
+    assert "## Paired with" in (second / "forgetting" / "report.md").read_text()
+
+
 def test_two_real_cpu_processes_through_the_hf_ft_command(tmp_path, digits_dir, tiny_timm_dir):
     """`--cpu --num_processes 2` silently runs one process; multi_cpu.yaml must really run two. Launched as
     `accelerate launch -m hf_ft train image_cls`, the installed command's way (the same recipe file)."""

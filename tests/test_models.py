@@ -104,17 +104,17 @@ def test_freeze_backbone_callback_unfreezes_after_n_epochs(tiny_vit_dir):
     from types import SimpleNamespace
 
     model, _ = load_image_classifier(ModelArguments(model_name_or_path=str(tiny_vit_dir)), LABELS)
-    callback = FreezeBackboneCallback(model, epochs=1, trainable_blocks=None)
+    callback = FreezeBackboneCallback(epochs=1, trainable_blocks=None)
     state = SimpleNamespace(epoch=0.0)
-    callback.on_train_begin(None, state, None)
+    callback.on_train_begin(None, state, None, model=model)  # the Trainer passes the model it trains
     assert count_parameters(model)[0] == sum(p.numel() for p in head_parameters(model))
-    callback.on_epoch_begin(None, state, None)  # epoch 0 begins: still frozen
+    callback.on_epoch_begin(None, state, None, model=model)  # epoch 0 begins: still frozen
     assert count_parameters(model)[0] < count_parameters(model)[1]
     state.epoch = 1.0
-    callback.on_epoch_begin(None, state, None)
+    callback.on_epoch_begin(None, state, None, model=model)
     assert count_parameters(model)[0] == count_parameters(model)[1]
     state.epoch = 1.5  # resumed mid-way through a later epoch: starts unfrozen
-    callback.on_train_begin(None, state, None)
+    callback.on_train_begin(None, state, None, model=model)
     assert count_parameters(model)[0] == count_parameters(model)[1]
 
 
@@ -174,3 +174,57 @@ def test_a_head_of_the_same_size_for_other_labels_is_reinitialised(tiny_vit_dir,
     assert not torch.equal(model.classifier.weight, finetuned.classifier.weight)
     torch.testing.assert_close(model.vit.embeddings.patch_embeddings.projection.weight,
                                finetuned.vit.embeddings.patch_embeddings.projection.weight)
+
+
+def _named_checkpoint(tmp_path, family: str, tiny_vit_dir, tiny_timm_dir, labels: list[str]):
+    """A saved classifier trained (here: initialised) on `labels` by name, as an hf_ft output dir holds one."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    path = tmp_path / family
+    if family == "bert":
+        config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                            label2id={name: i for i, name in enumerate(labels)})
+        BertForSequenceClassification(config).save_pretrained(path)
+        return path
+    checkpoint = tiny_vit_dir if family == "vit" else tiny_timm_dir
+    model, processor = load_image_classifier(ModelArguments(model_name_or_path=str(checkpoint)), labels)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("family", ["vit", "timm", "bert"])
+def test_new_classes_keep_the_old_head_rows_and_add_new_ones(tmp_path, family, tiny_vit_dir, tiny_timm_dir):
+    """Continued fine-tuning on data that adds classes: the checkpoint's classes keep their order and their head rows
+    (what the earlier run learned), the new classes follow with fresh rows."""
+    from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+
+    from hf_ft.models import head_module_name, load_for_labels
+
+    old = ["owl", "cat", "dog"]
+    source = _named_checkpoint(tmp_path, family, tiny_vit_dir, tiny_timm_dir, old)
+    auto_class = AutoModelForSequenceClassification if family == "bert" else AutoModelForImageClassification
+    before = auto_class.from_pretrained(source)
+    new_data_labels = ["ant", "cat", "dog", "eel", "owl"]
+    model, order = load_for_labels(auto_class, AutoConfig.from_pretrained(source), new_data_labels,
+                                   ModelArguments(model_name_or_path=str(source), ignore_mismatched_sizes=False))
+    assert order == ["owl", "cat", "dog", "ant", "eel"] == [model.config.id2label[i] for i in range(5)]
+    head = head_module_name(model)
+    new_rows = dict(model.get_submodule(head).named_parameters())
+    old_rows = dict(before.get_submodule(head).named_parameters())
+    assert {name: value.shape[0] for name, value in new_rows.items()} == {name: 5 for name in old_rows}
+    for name, value in old_rows.items():
+        torch.testing.assert_close(new_rows[name][:3], value, msg=name)
+        assert not torch.equal(new_rows[name][3:], torch.zeros_like(new_rows[name][3:])) or name.endswith("bias")
+
+
+def test_other_labels_still_get_a_fresh_head(tmp_path, tiny_vit_dir, tiny_timm_dir):
+    """Data that drops one of the checkpoint's classes is not an extension: a new head, in the data's order."""
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    from hf_ft.models import load_for_labels
+
+    source = _named_checkpoint(tmp_path, "vit", tiny_vit_dir, tiny_timm_dir, ["owl", "cat", "dog"])
+    model, order = load_for_labels(AutoModelForImageClassification, AutoConfig.from_pretrained(source),
+                                   ["ant", "cat", "dog", "eel"], ModelArguments(model_name_or_path=str(source)))
+    assert order == ["ant", "cat", "dog", "eel"]

@@ -314,6 +314,19 @@ def test_multi_label_run_learns_and_card_matches_pipeline(tmp_path, multi_label_
         sorted(row["labels"]) for row in read_rows(multi_label_data["jsonl"]["test"])]
 
 
+def test_multi_label_search_scores_trials_by_micro_f1_and_reruns_the_best(tmp_path, multi_label_data, tiny_bert_dir):
+    """A search over a model argument (trainable_blocks: freezing) and the learning rate, scored by the multi-label
+    headline metric; best.yaml reruns to the best trial's score."""
+    output_dir = tmp_path / "search"
+    space = {"learning_rate": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True},
+             "trainable_blocks": {"type": "categorical", "choices": [0, 1, 2]}}
+    config = write_config(tmp_path, multi_label_data["jsonl"], tiny_bert_dir, output_dir, num_train_epochs=3,
+                          n_trials=2, search_space=space)
+    best = run_in_process(config)
+    trials = recipe_runs.check_search_reruns(RECIPE, output_dir, best, "micro_f1")
+    assert len(trials) == 2 and "Optuna's TPE sampler has seed 7" in (output_dir / "search.md").read_text()
+
+
 def test_delimited_label_strings_read_as_the_same_label_lists(multi_label_data):
     from hf_ft.tasks.text_classification import MULTI_LABEL, TextDataArguments, load_data
 
@@ -399,6 +412,27 @@ def test_continued_fine_tune_keeps_the_checkpoints_label_order(tmp_path, tiny_be
     before, after = load_file(checkpoint / "model.safetensors"), load_file(output_dir / "model.safetensors")
     for key in ("classifier.weight", "classifier.bias"):
         torch.testing.assert_close(after[key], before[key])
+
+
+def test_continuing_on_an_added_label_keeps_the_old_ones_and_measures_forgetting(tmp_path, text_run, text_data):
+    """The 5-topic run continued on data with a sixth label: the old labels keep their ids, and the report scores the
+    new model on the first run's test split against that run's own scores."""
+    trained, _ = text_run
+    rng = random.Random(5)
+    data = {}
+    for split in ("train", "validation", "test"):
+        rows = [{"text": sentence(rng, label), "label": label} for label in list(KEYWORDS) * 8]
+        rows += [{"text": " ".join(rng.choice(FILLER) for _ in range(6)), "label": "misc"} for _ in range(8)]
+        data[split] = write_csv(tmp_path / f"{split}.csv", rows)
+    output_dir = tmp_path / "six"
+    run_in_process(write_config(tmp_path, data, trained, output_dir, num_train_epochs=1, save_strategy="no"))
+    assert list(json.loads((output_dir / "config.json").read_text())["id2label"].values()) == [*sorted(KEYWORDS), "misc"]
+    before, after = results(trained)["test"], results(output_dir / "forgetting")["test"]
+    assert after["num_samples"] == before["num_samples"] == 100
+    predicted = recipe_runs.predict(output_dir, text_data["test"], tmp_path / "old.csv").metrics
+    assert predicted["accuracy"] == pytest.approx(after["accuracy"], abs=1e-9)
+    section = (output_dir / "report.md").read_text().split("## Forgetting: the earlier run's test set")[1]
+    assert f"| Accuracy | {100 * before['accuracy']:.2f}% | {100 * after['accuracy']:.2f}% |" in section
 
 
 def test_lora_run_trains_the_adapter_and_compares_with_the_earlier_run(tmp_path, text_data, text_run, caplog):

@@ -261,6 +261,39 @@ def test_lora_adapter_reloads_and_its_merged_model_tags_with_pipeline(tmp_path, 
         torch.testing.assert_close(adapter(**batch).logits, merged(**batch).logits, atol=1e-4, rtol=1e-4)
 
 
+def test_lora_search_scores_trials_by_entity_f1_and_reruns_the_best(tmp_path, ner_data, tiny_bert_dir):
+    """A search over a PEFT argument (lora_r) and the learning rate, scored by seqeval's entity F1."""
+    output_dir = tmp_path / "search"
+    space = {"learning_rate": {"type": "float", "low": 3.0e-3, "high": 2.0e-2, "log": True},
+             "lora_r": {"type": "int", "low": 2, "high": 8, "step": 2}}
+    config = write_config(tmp_path, ner_data, tiny_bert_dir, output_dir, peft_method="lora", num_train_epochs=3,
+                          n_trials=2, search_space=space)
+    best = run_in_process(config)
+    recipe_runs.check_search_reruns(RECIPE, output_dir, best, "f1")
+    assert json.loads((output_dir / "best" / "adapter_config.json").read_text())["r"] == best["params"]["lora_r"]
+
+
+def test_continuing_with_a_new_entity_type_keeps_the_old_tags_and_measures_forgetting(tmp_path, ner_data,
+                                                                                      tiny_bert_dir):
+    """A tagger of PER and LOC continued on data that also tags ORG: the old tags keep their ids, and the report
+    scores the new model on the first run's test sentences, as predict scores them."""
+    without_org = {split: write_conll(tmp_path / f"{split}_per_loc.conll", [
+        (words, ["O" if tag.endswith("ORG") else tag for tag in tags]) for words, tags in sentences(path)
+    ]) for split, path in ner_data.items()}
+    first = tmp_path / "per_loc"
+    run_in_process(write_config(tmp_path, without_org, tiny_bert_dir, first, save_strategy="no"))
+    second = tmp_path / "with_org"
+    run_in_process(write_config(tmp_path, ner_data, first, second, num_train_epochs=1, save_strategy="no"))
+    old_tags = list(json.loads((first / "config.json").read_text())["id2label"].values())
+    tags = list(json.loads((second / "config.json").read_text())["id2label"].values())
+    assert tags[:len(old_tags)] == old_tags and sorted(tags[len(old_tags):]) == ["B-ORG", "I-ORG"]
+    before, after = results(first)["test"], results(second / "forgetting")["test"]
+    predicted = recipe_runs.predict(second, without_org["test"], tmp_path / "old.jsonl").metrics
+    assert predicted["f1"] == pytest.approx(after["f1"], abs=1e-9)
+    section = (second / "report.md").read_text().split("## Forgetting: the earlier run's test set")[1]
+    assert f"| {before['f1']:.4f} | {after['f1']:.4f} |" in section
+
+
 def test_a_checkpoint_tagging_the_same_names_in_another_order_keeps_its_rows(tmp_path, ner_data, ner_run):
     """The trained run's model with its tags (and head rows) permuted: fine-tuning it on the same data keeps its
     order and scores as before. A positional mapping would have scrambled every tag."""

@@ -127,8 +127,8 @@ def _markdown(variants: list[VariantResult], summary: dict, *, has_sparsity_plot
         cells += [f"{v.latency_ms[size]:.2f}" if size in v.latency_ms else "—" for size in batch_sizes]
         first = batch_sizes[0]
         cells.append(f"{original.latency_ms[first] / v.latency_ms[first]:.2f}×")
-        rows.append("| " + " | ".join(cells) + " |")
-    table = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + "\n".join(rows)
+        rows.append(cells)
+    table = md.table(header, rows)
 
     notes = [f"- **{md.cell(v.name)}**: {note}" for v in variants for note in v.notes]
     versions = ", ".join(f"{name} {version}" for name, version in summary.get("versions", {}).items())

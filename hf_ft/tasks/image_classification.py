@@ -26,7 +26,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .. import classification
+from .. import classification, runs
 from ..args import ConfigError, DataArguments, ModelArguments
 from ..compress.distillation import DistillationTrainer, Teacher
 from ..compress.pruning import is_structurally_pruned, load_pruned_weights, load_saved_classifier
@@ -34,7 +34,7 @@ from ..compress.quantization import WEIGHTS_NAME, load_dynamic_int8
 from ..data import labels, sources
 from ..errors import InputError
 from ..hub import CardFacts, check_model_source
-from ..imbalance import class_balanced_sampler, class_weighted_loss
+from ..imbalance import class_balanced_sampler, class_weighted_loss, weighted_cross_entropy
 from ..models import drop_timm_num_classes, load_for_labels, offline_hint, saved_label_names
 from ..peft import load_trained
 from ..predict import (
@@ -45,11 +45,14 @@ from ..vision.imagefolder import check_imagefolder
 from ..report import TaskReport
 from ..vision.cache import cache_decoded_images, cached_size_for
 from ..vision.models import is_timm, load_image_processor, set_image_size
+from ..vision.regularization import RegularizationArguments, build_mixup, layer_decay_optimizer
 from ..vision.trainer import ImageTrainer
 from ..vision.transforms import attach_transforms, collate, data_config, eval_transform
 
 # The `pipeline()` task name, the model card's `pipeline_tag`.
 TASK = "image-classification"
+# The validation metric a hyperparameter search maximises unless told otherwise (`hf_ft.search`).
+SEARCH_METRIC = "accuracy"
 
 
 @dataclass
@@ -217,16 +220,26 @@ def classification_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     class_weight: str | None = None,
     class_balanced_sampling: bool = False,
+    regularization: RegularizationArguments | None = None,
 ) -> ImageTrainer:
     """An `ImageTrainer` on `splits` (train, and validation for evaluation), or a `DistillationTrainer` with `teacher`.
 
     `splits` carry their transforms already (`hf_ft.vision.transforms.attach_transforms`); accuracy, macro-F1 and
     top-5 are computed at each evaluation. `class_weight` (`DataArguments.class_weight`) weighs the loss by class,
     the distillation loss's hard-label term included; `class_balanced_sampling` draws classes equally often
-    (`hf_ft.imbalance`).
+    (`hf_ft.imbalance`). `regularization` switches on timm's mixup/CutMix and layer-wise LR decay
+    (`hf_ft.vision.regularization`; its EMA is a callback, `ema_callbacks`).
     """
+    regularization = regularization or RegularizationArguments()
+    label_smoothing = training_args.label_smoothing_factor
     needs_labels = class_weight or class_balanced_sampling
     train_labels = splits["train"].with_format(None)["label"] if needs_labels else []  # the raw column, no transform
+    mixup = build_mixup(regularization, num_labels, label_smoothing=label_smoothing)
+    loss = class_weighted_loss(class_weight, train_labels, num_labels, label_smoothing=label_smoothing)
+    if mixup is not None and loss is None:
+        # The models' own loss would take class distributions for multi-label targets (BCE), and say so in the
+        # saved config's problem_type: mixed targets get the cross-entropy against them instead.
+        loss = weighted_cross_entropy(torch.ones(num_labels), label_smoothing=label_smoothing)
     kwargs = {
         "model": model,
         "args": training_args,
@@ -236,10 +249,10 @@ def classification_trainer(
         "processing_class": processor,
         "compute_metrics": classification.compute_metrics_for_classification(num_labels),
         "callbacks": list(callbacks),
-        "compute_loss_func": class_weighted_loss(
-            class_weight, train_labels, num_labels, label_smoothing=training_args.label_smoothing_factor
-        ),
+        "compute_loss_func": loss,
         "train_sampler": class_balanced_sampler(class_balanced_sampling, train_labels, seed=training_args.seed),
+        "mixup": mixup,
+        "optimizer_cls_and_kwargs": layer_decay_optimizer(regularization.layer_decay, training_args),
     }
     if teacher is None:
         return ImageTrainer(**kwargs)
@@ -269,6 +282,26 @@ def evaluate(output_dir: Path, predictions: dict, data: ImageClassificationData)
     train_counts = labels.label_counts(data.splits["train"], len(data.label_names))
     examples = {split: images.image_examples(data.splits[split]) for split in predictions}
     return classification.evaluate(output_dir, predictions, data.label_names, train_counts, examples)
+
+
+def earlier_test(
+    model_args: ModelArguments,
+    data_args: ImageDataArguments,
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+) -> runs.EarlierTest | None:
+    """When the checkpoint is an hf_ft image run, its test split (loaded as its args.yaml says, labels in this model's
+    order, transforms as this run's) to measure forgetting on; None for other checkpoints."""
+    earlier = runs.load_earlier_data(model_args, ImageDataArguments, load_image_classification_data)
+    if earlier is None:
+        return None
+    earlier = follow_model_labels(earlier, model)
+    test = DatasetDict({"test": earlier.splits["test"]})
+    return runs.EarlierTest(
+        Path(model_args.model_name_or_path),
+        attach_transforms(test, processor, data_args)["test"],
+        evaluate=lambda output_dir, predictions: evaluate(output_dir, predictions, earlier),
+    )
 
 
 def card_facts(

@@ -57,7 +57,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .. import classification, hub
+from .. import classification, hub, runs
 from ..bootstrap import example_id
 from .. import markdown as md
 from ..args import ConfigError, DataArguments, ModelArguments
@@ -82,6 +82,8 @@ SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 REGRESSION = "regression"
 PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
+# The validation metric a hyperparameter search scores trials by (`hf_ft.search`), per problem type.
+SEARCH_METRIC = {SINGLE_LABEL: "accuracy", MULTI_LABEL: "micro_f1", REGRESSION: "mse"}
 # A multi-label model predicts a label when its sigmoid score reaches this (what `pipeline()` users apply too).
 THRESHOLD = 0.5
 # Tried in order when --text_column_names is unset: pairs first (GLUE's column names), then single texts.
@@ -498,15 +500,19 @@ def encode_scores(splits: DatasetDict, column: str) -> DatasetDict:
 
 
 def reorder_labels(data: TextClassificationData, label_names: list[str]) -> TextClassificationData:
-    """`data` with its labels re-encoded to `label_names` (the same names, the checkpoint's order)."""
+    """`data` with its labels re-encoded to `label_names`: the same names in a checkpoint's order, or a checkpoint's
+    larger set (a continued run's, which added labels to these)."""
     if label_names == data.label_names:
         return data
-    if data.problem_type == MULTI_LABEL:  # column j of the new multi-hot is the old column of label_names[j]
-        columns = np.array([data.label_names.index(name) for name in label_names])
-        splits = DatasetDict({
-            name: split.map(lambda batch: {"label": np.asarray(batch["label"])[:, columns].tolist()}, batched=True)
-            for name, split in data.splits.items()
-        })
+    if data.problem_type == MULTI_LABEL:  # column j of the new multi-hot is the old column of label_names[j], or 0
+        old = [data.label_names.index(name) if name in data.label_names else None for name in label_names]
+
+        def remap(batch: dict) -> dict:
+            hot = np.asarray(batch["label"], dtype=np.float32).reshape(len(batch["label"]), -1)
+            columns = [hot[:, j] if j is not None else np.zeros(len(hot), np.float32) for j in old]
+            return {"label": np.stack(columns, axis=1).tolist()}
+
+        splits = DatasetDict({name: split.map(remap, batched=True) for name, split in data.splits.items()})
     else:
         splits = label_utils.reorder_labels(data.splits, label_names)
     return dataclasses.replace(data, splits=splits, label_names=list(label_names))
@@ -699,6 +705,27 @@ def evaluate(output_dir: str | Path, predictions: Mapping[str, Prediction], data
         f"## {title} ({split})\n\n{body}\n\nThe same list is in [`{MISTAKES_FILE}`]({MISTAKES_FILE})."
     )
     return task_report
+
+
+def earlier_test(
+    model_args: ModelArguments,
+    data_args: TextDataArguments,
+    label_names: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+) -> runs.EarlierTest | None:
+    """When the checkpoint is an hf_ft text run, its test split (loaded as its args.yaml says, labels in this model's
+    order, tokenized as this run's) to measure forgetting on; None for other checkpoints."""
+    earlier = runs.load_earlier_data(model_args, TextDataArguments, load_data)
+    if earlier is None:
+        return None
+    earlier = reorder_labels(earlier, label_names)
+    test = dataclasses.replace(earlier, splits=DatasetDict(test=earlier.splits["test"]))
+    return runs.EarlierTest(
+        Path(model_args.model_name_or_path),
+        tokenize(test, tokenizer, max_seq_length, pad_to_max_length=data_args.pad_to_max_length)["test"],
+        evaluate=lambda output_dir, predictions: evaluate(output_dir, predictions, earlier),
+    )
 
 
 def card_facts(
@@ -981,8 +1008,7 @@ def _largest_errors(texts: list[str], outputs: np.ndarray, labels: np.ndarray, n
 def _table(intro: str, header: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return intro
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
-    return "\n".join([intro, "", *lines])
+    return f"{intro}\n\n{md.table(header, rows)}"
 
 
 def _shorten(text: str, limit: int = MISTAKE_TEXT_CHARS) -> str:

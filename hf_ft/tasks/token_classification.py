@@ -47,7 +47,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .. import classification
+from .. import classification, runs
 from ..bootstrap import example_id
 from .. import markdown as md
 from ..args import ConfigError, ModelArguments
@@ -67,6 +67,7 @@ logger = logging.getLogger("hf_ft")
 
 # The `pipeline()` task name, the model card's `pipeline_tag`; PEFT's task type for this head.
 TASK = "token-classification"
+SEARCH_METRIC = "f1"  # entity micro F1 (seqeval's), what a hyperparameter search scores trials by
 PEFT_TASK_TYPE = "TOKEN_CLS"
 # Tried in order when --text_column_name / --label_column_name are unset (`<task_name>_tags` first, as run_ner.py).
 TOKEN_COLUMNS = ("tokens", "words")
@@ -617,6 +618,29 @@ def token_trainer(
         callbacks=list(callbacks),
         compute_loss_func=class_weighted_loss(
             class_weight, train_labels, len(label_names), label_smoothing=training_args.label_smoothing_factor
+        ),
+    )
+
+
+def earlier_test(
+    model_args: ModelArguments,
+    data_args: TokenDataArguments,
+    label_names: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+) -> runs.EarlierTest | None:
+    """When the checkpoint is an hf_ft tagging run, its test split (loaded as its args.yaml says, tags as this model's
+    ids, tokenized as this run's) to measure forgetting on, scored as this run scores; None for other checkpoints."""
+    earlier = runs.load_earlier_data(model_args, TokenDataArguments, load_data)
+    if earlier is None:
+        return None
+    test = TokenData(DatasetDict(test=earlier.splits["test"]), earlier.label_names)
+    return runs.EarlierTest(
+        Path(model_args.model_name_or_path),
+        tokenize(test, tokenizer, label_names, max_seq_length, pad_to_max_length=data_args.pad_to_max_length)["test"],
+        evaluate=lambda output_dir, predictions: evaluate(
+            output_dir, predictions, earlier, label_names, seqeval_scheme=data_args.seqeval_scheme,
+            entity_level=data_args.return_entity_level_metrics,
         ),
     )
 

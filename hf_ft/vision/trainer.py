@@ -3,9 +3,12 @@ augmented under seeds that follow the batches (see `hf_ft.vision.seeding`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..checkpoints import StrictResumeTrainer
+from .regularization import mix_batch
 from .seeding import BatchSeededDataset
 from .transforms import data_config, normalize
 
@@ -15,11 +18,14 @@ class ImageTrainer(StrictResumeTrainer):
     and draws each training batch's augmentation from a seed of its own (`BatchSeededDataset`, from `args.seed`).
     Checkpoints resume with every weight, or not at all (`StrictResumeTrainer`).
 
-    Float batches (evaluation, which uses the saved processor itself) pass through unchanged.
+    Float batches (evaluation, which uses the saved processor itself) pass through unchanged. With `mixup` (timm's
+    `Mixup`, `hf_ft.vision.regularization.build_mixup`), each normalised training batch is mixed on the device and
+    its labels become class distributions: the `compute_loss_func` must take them.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, mixup: Any = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.mixup = mixup
         if self.train_dataset is not None and not isinstance(self.train_dataset, torch.utils.data.IterableDataset):
             self.train_dataset = BatchSeededDataset(self.train_dataset, self.args.seed)
         config = data_config(self.processing_class)
@@ -41,6 +47,9 @@ class ImageTrainer(StrictResumeTrainer):
         if pixels.dtype == torch.uint8:
             pixels = pixels.to(self.args.device, non_blocking=True)
             inputs = {**inputs, "pixel_values": normalize(pixels, self._mean, self._std)}
+        if self.mixup is not None:
+            pixels, targets = mix_batch(self.mixup, inputs["pixel_values"], inputs["labels"].to(self.args.device))
+            inputs = {**inputs, "pixel_values": pixels, "labels": targets}
         return super().training_step(model, inputs, num_items_in_batch)
 
 
