@@ -129,17 +129,25 @@ class EarlierTest:
     evaluate: Callable[[Path, dict[str, Prediction]], report.TaskReport]  # the task's scoring of it
 
 
-def load_earlier_data(model_args: ModelArguments, data_class: type, load: Callable[..., Any]) -> Any | None:
+def load_earlier_data(
+    model_args: ModelArguments, data_class: type, load: Callable[..., Any], label_names: Sequence[str]
+) -> Any | None:
     """The data of the hf_ft run whose output dir the checkpoint is, loaded again by the task's
     `load(data_args, seed=, token=, cache_dir=)` with that run's data arguments (a `data_class`) and seed from its
     args.yaml, when that run scored a test split (its `test_predictions.jsonl`): its test split is then the same
-    examples, carved from the same rows if it was. None for any other checkpoint.
+    examples, carved from the same rows if it was. None for any other checkpoint, and when the model's labels
+    (`label_names`) do not hold that run's (a new head, whose rows mean other classes, cannot be scored there).
 
     Raises:
         InputError: that run's data cannot be loaded as its args.yaml says (moved, deleted): naming the way out.
     """
     run_dir = Path(model_args.model_name_or_path or "")
     if not (run_dir / ARGS_FILE).is_file() or not (run_dir / report.PREDICTIONS_FILE.format(split="test")).is_file():
+        return None
+    config = run_dir / "config.json"
+    saved = json.loads(config.read_text(encoding="utf-8")).get("id2label", {}) if config.is_file() else {}
+    if not set(saved.values()) <= set(label_names):
+        logger.info("Forgetting is not measured: the model's labels do not include %s's, so its head is new", run_dir)
         return None
     recorded = yaml.safe_load((run_dir / ARGS_FILE).read_text(encoding="utf-8")) or {}
     names = {f.name for f in dataclasses.fields(data_class) if f.init}

@@ -10,6 +10,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs a worker per core (pyproject's addopts): each trains on one thread, as what it launches
+    # (accelerate, notebook kernels) does. Two OpenMP threads per worker would spin against the other worker at every
+    # barrier: two workers with two threads each ran the suite in 29.7 min against 35 min on one worker.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,3 +142,12 @@ def fake_hub(monkeypatch) -> list:
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return events
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct, converted from its GGUF file once a session (~40 s): the SFT asset tests and
+    the SFT notebook's demo assets share it."""
+    from hf_ft import assets
+
+    return assets.convert_smollm2(tmp_path_factory.mktemp("assets") / "smollm2")

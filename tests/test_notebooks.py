@@ -100,12 +100,15 @@ def workdir(tmp_path_factory):
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=NEEDS_SMOLLM2) if name == "llm_sft" else name
                                   for name in NOTEBOOKS])
-def test_notebook_runs_its_demo_and_shows_the_runs_metrics_and_report(name, workdir, tmp_path):
+def test_notebook_runs_its_demo_and_shows_the_runs_metrics_and_report(name, workdir, tmp_path, request):
     if any(NOTEBOOKS[name].config in (notebook.teacher or ()) for notebook in NOTEBOOKS.values()):
         # where its config writes, as a user's run would: the compression notebook then starts from this run
         output_dir = workdir / yaml.safe_load(shipped.config_path(NOTEBOOKS[name].config).read_text())["output_dir"]
     else:
         output_dir = tmp_path / "run"
+    if name == "llm_sft":  # the session's conversion, which the notebook's asset cell then finds made
+        (workdir / "demo_assets").mkdir(exist_ok=True)
+        (workdir / "demo_assets" / "smollm2").symlink_to(request.getfixturevalue("smollm2_dir"))
     parameters = {"overrides": [*SHORT_RUNS[name], "--output_dir", str(output_dir)]}
     if NOTEBOOKS[name].teacher:
         parameters["teacher_overrides"] = SHORT_TEACHER

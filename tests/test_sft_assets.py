@@ -17,16 +17,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def smollm2_dir(tmp_path_factory):
-    return assets.convert_smollm2(tmp_path_factory.mktemp("assets") / "smollm2")
-
 
 def test_converted_smollm2_is_a_plain_checkpoint_that_answers(smollm2_dir):
-    import torch
     from transformers import pipeline
 
-    torch.set_num_threads(2)
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
     assert "<|im_start|>" in (smollm2_dir / "chat_template.jinja").read_text()

@@ -292,7 +292,8 @@ def earlier_test(
 ) -> runs.EarlierTest | None:
     """When the checkpoint is an hf_ft image run, its test split (loaded as its args.yaml says, labels in this model's
     order, transforms as this run's) to measure forgetting on; None for other checkpoints."""
-    earlier = runs.load_earlier_data(model_args, ImageDataArguments, load_image_classification_data)
+    earlier = runs.load_earlier_data(model_args, ImageDataArguments, load_image_classification_data,
+                                     saved_label_names(model.config))
     if earlier is None:
         return None
     earlier = follow_model_labels(earlier, model)

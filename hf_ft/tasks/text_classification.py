@@ -716,7 +716,7 @@ def earlier_test(
 ) -> runs.EarlierTest | None:
     """When the checkpoint is an hf_ft text run, its test split (loaded as its args.yaml says, labels in this model's
     order, tokenized as this run's) to measure forgetting on; None for other checkpoints."""
-    earlier = runs.load_earlier_data(model_args, TextDataArguments, load_data)
+    earlier = runs.load_earlier_data(model_args, TextDataArguments, load_data, label_names)
     if earlier is None:
         return None
     earlier = reorder_labels(earlier, label_names)

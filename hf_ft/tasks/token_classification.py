@@ -631,7 +631,7 @@ def earlier_test(
 ) -> runs.EarlierTest | None:
     """When the checkpoint is an hf_ft tagging run, its test split (loaded as its args.yaml says, tags as this model's
     ids, tokenized as this run's) to measure forgetting on, scored as this run scores; None for other checkpoints."""
-    earlier = runs.load_earlier_data(model_args, TokenDataArguments, load_data)
+    earlier = runs.load_earlier_data(model_args, TokenDataArguments, load_data, label_names)
     if earlier is None:
         return None
     test = TokenData(DatasetDict(test=earlier.splits["test"]), earlier.label_names)
