@@ -181,7 +181,7 @@ def forgetting_section(
     names = {**forgetting.compared, **forgetting.columns}
     rows = [
         [md.cell(names.get(key, key)), md.metric_value(key, before[key]), md.metric_value(key, after[key]),
-         md.difference(key, change), "—" if low is None else f"{md.difference(key, low)} – {md.difference(key, high)}"]
+         md.difference(key, change), _difference_interval(key, low, high)]
         for key, (change, low, high) in found.differences.items()
     ]
     how = settings.describe() if _resamples(settings) else "no intervals"
@@ -260,6 +260,11 @@ def _write_records(path: Path, records: list[Record]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _difference_interval(key: str, low: float | None, high: float | None) -> str:
+    """A paired difference's interval as a table cell ("—" without resamples)."""
+    return "—" if low is None else f"{md.difference(key, low)} – {md.difference(key, high)}"
 
 
 def _scored_keys(task_report: TaskReport, scores: dict[str, float]) -> list[str]:
@@ -443,9 +448,8 @@ def _paired_section(
         keys = _scored_keys(task_report, task_report.scorer(records)(np.arange(len(records))))
         found = bootstrap.paired_difference(records, theirs, task_report.scorer, keys, settings)
         for key, (difference, low, high) in found.differences.items():
-            interval, clear = "—", "—"
-            if low is not None:
-                interval, clear = f"{md.difference(key, low)} – {md.difference(key, high)}", "yes" if low > 0 or high < 0 else "no"
+            interval = _difference_interval(key, low, high)
+            clear = "—" if low is None else "yes" if low > 0 or high < 0 else "no"
             rows.append(
                 f"| {split} | {md.cell(names.get(key, key))} | {md.difference(key, difference)} | {interval} | {clear} |"
             )
