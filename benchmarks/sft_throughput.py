@@ -88,7 +88,7 @@ def run_setup(setup: str, model_dir: Path, rows: list[dict], args) -> dict:
                          packing=setup == "hf_ft_packed")
     data = sft.SFTData(DatasetDict({"train": Dataset.from_list(rows)}), sft.CHAT, True)
     # cut to max_length for every setup, as TRL would for its own, so all three train on the same tokens
-    tokenized = sft.truncate(sft.tokenize(data, tokenizer, training), args.max_length)["train"]
+    tokenized = sft.truncate(data, sft.tokenize(data, tokenizer, training), args.max_length)[1]["train"]
     if setup.startswith("hf_ft"):
         trainer = sft.sft_trainer(model, tokenizer, DatasetDict({"train": tokenized}), training)
     else:  # the peer: the same tokens and labels, padded to each batch's longest, a plain Trainer

@@ -71,7 +71,7 @@ def main(
         splits["train"], tokenizer, stop_ids, max_length=training_args.max_length, truncation=data_args.truncation
     )
     if data_args.truncation and training_args.max_length:
-        splits = task.truncate(splits, training_args.max_length)
+        data, splits = task.truncate(data, splits, training_args.max_length)
     training_sample = task.render_trained(tokenizer, splits["train"][0]["input_ids"], splits["train"][0]["labels"])
     logger.info("A training sample (the loss falls inside [[ ]]):\n%s", training_sample)
     model, callbacks = choose_trainable(model, model_args, peft_args, task_type=task.PEFT_TASK_TYPE)
@@ -95,7 +95,7 @@ def main(
         run,
         splits=splits,
         evaluate=lambda output_dir, predictions: task.evaluate(
-            output_dir, predictions, trainer=trainer, data=data, data_args=data_args, baseline=baseline,
+            output_dir, trainer=trainer, data=data, data_args=data_args, splits=splits, baseline=baseline,
             training_sample=training_sample,
         ),
         about=report.About(

@@ -3,6 +3,7 @@ isolation, and bad input."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
@@ -10,11 +11,12 @@ from transformers import LlamaForCausalLM
 from trl import SFTConfig
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TRLCollator
 
+from hf_ft import bootstrap
 from hf_ft.args import ConfigError, ModelArguments, parse_args
 from hf_ft.errors import InputError
 from hf_ft.tasks import sft
 
-from .tiny_llm import build_tiny_llama, build_tokenizer, write_jsonl
+from .tiny_llm import build_tiny_llama, build_tokenizer, colour_conversations, write_jsonl
 
 NO_EOS_TEMPLATE = (  # closes turns with a newline only: nothing tells the model to stop
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '\n'}}{% endfor %}"
@@ -121,9 +123,10 @@ def test_a_sample_over_max_length_stops_the_run_unless_truncation_is_on(tokenize
     with pytest.raises(InputError, match=r"train row 1 is \d+ tokens, over --max_length 64 \(1 rows are\)"):
         check(tokenizer, rows, max_length=64)
     train = check(tokenizer, rows, max_length=64, truncation=True)
-    cut = sft.truncate(DatasetDict({"train": train}), 64)["train"]
-    assert len(cut) == 1  # the long row kept only its prompt: nothing left to train, dropped
-    assert cut[0] == train[0]
+    data, cut = sft.truncate(sft_data(rows, sft.CHAT), DatasetDict({"train": train}), 64)
+    assert len(cut["train"]) == 1  # the long row kept only its prompt: nothing left to train, dropped
+    assert cut["train"][0] == train[0]
+    assert data.splits["train"][0] == rows[0]  # the samples dropped alike: row i is the same sample in both
 
 
 def test_a_collator_that_masks_pad_eos_stops_the_run_and_trls_passes(tokenizer):
@@ -284,3 +287,27 @@ def test_qlora_loads_4bit_and_trains_the_adapter_only(tmp_path):
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     assert any("4bit" in type(m).__name__ for m in model.modules())
+
+
+def test_per_sample_losses_make_the_split_loss_and_its_interval(tmp_path, tokenizer):
+    """Each held-out sample's summed loss and trained-token count, in batches padded to the longest: a sample's
+    quotient is the model's own loss on it alone, the split's is the loss over all its trained tokens, and the
+    bootstrap interval of the perplexity holds the split's perplexity."""
+    model = LlamaForCausalLM.from_pretrained(build_tiny_llama(tmp_path / "tiny")).eval()
+    rows = colour_conversations(12, seed=3)
+    rows[4]["messages"] = rows[4]["messages"] * 3  # lengths differ: padding must not change a sample's loss
+    split = sft.tokenize(sft_data(rows, sft.CHAT), tokenizer, args())["train"]
+    losses, counts = sft.example_losses(model, split, tokenizer.pad_token_id, batch_size=5)
+    with torch.no_grad():
+        own = [model(input_ids=torch.tensor([e["input_ids"]]), labels=torch.tensor([e["labels"]])).loss.item()
+               for e in split]
+    trained = [sum(label != -100 for label in e["labels"][1:]) for e in split]  # the first token predicts nothing
+    assert counts == trained and min(counts) > 0
+    assert [loss / count for loss, count in zip(losses, counts)] == pytest.approx(own, rel=1e-5)
+    records = [{"id": str(i), "reference": "", "prediction": None, "loss_sum": loss, "trained_tokens": count}
+               for i, (loss, count) in enumerate(zip(losses, counts))]
+    whole = sft.token_loss_scorer(records)(np.arange(len(records)))
+    assert whole["loss"] == pytest.approx(np.dot(own, trained) / sum(trained), rel=1e-5)
+    assert whole["perplexity"] == pytest.approx(np.exp(whole["loss"])) and "exact_match" not in whole
+    found = bootstrap.intervals(records, sft.token_loss_scorer, ["perplexity"], bootstrap.BootstrapSettings(200))
+    assert found["perplexity"][0] < whole["perplexity"] < found["perplexity"][1]

@@ -101,6 +101,16 @@ def test_lora_run_learns_and_reports_before_and_after(lora_run):
     assert "<|im_start|>assistant\n[[" in report  # the rendered sample, trained tokens marked
     assert "| Prompt (end) | Reference | Base model | Fine-tuned |" in report
     assert "Greedy decoding (`do_sample=False`)" in report
+    intervals = json.loads((lora_run / "confidence_intervals.json").read_text())["intervals"]
+    for key in ("loss", "perplexity", "exact_match"):  # over the 24 test conversations, each scored once
+        low, high = intervals["test"][key]
+        assert low <= metrics["test"][key] <= high
+    assert intervals["test"]["perplexity"][0] < metrics["test"]["perplexity"] < intervals["test"]["perplexity"][1]
+    records = [json.loads(line) for line in (lora_run / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 24 and sum(r["correct"] for r in records) / 24 == pytest.approx(metrics["test"]["exact_match"])
+    loss = sum(r["loss_sum"] for r in records) / sum(r["trained_tokens"] for r in records)
+    assert loss == pytest.approx(metrics["test"]["loss"])
+    assert "## How sure these numbers are" in report
     saved = json.loads((lora_run / "base_model_results.json").read_text())
     assert saved["scores"]["metrics"]["test"]["loss"] == metrics["test"]["baseline_loss"]
     card = (lora_run / "README.md").read_text()

@@ -8,7 +8,7 @@
     trainer = sft_trainer(model, tokenizer, splits, training_args)
     check_collated_labels(trainer.data_collator, splits["train"], tokenizer)  # the collator keeps EOS trained
     baseline = score_base_model(...)                                      # the same scores, before training
-    runs.finish(..., evaluate=lambda d, p: evaluate(d, p, ...))
+    runs.finish(..., evaluate=lambda d, p: evaluate(d, ..., splits=splits))  # scored per sample, with intervals
 
 Data layouts are TRL's: a `messages` column (lists of {role, content}; ShareGPT's `conversations` of
 {from, value} is converted), `prompt` + `completion` (strings, or lists of messages), or `text`. Other column names
@@ -56,7 +56,7 @@ from ..models import offline_hint
 from ..peft import load_trained
 from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, load_input
 from ..report import TaskReport
-from ..runs import Prediction, baseline_scores
+from ..runs import baseline_scores
 
 try:
     from trl import SFTConfig, SFTTrainer
@@ -457,21 +457,23 @@ def _marker_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> l
     ]
 
 
-def truncate(splits: DatasetDict, max_length: int) -> DatasetDict:
+def truncate(data: SFTData, splits: DatasetDict, max_length: int) -> tuple[SFTData, DatasetDict]:
     """Cut every sample to `max_length` tokens from the end, as TRL's `keep_start` does; drop samples left with no
-    trained token (both counted in the log)."""
-    cut = {}
+    trained token (both counted in the log), from the tokens and from `data` alike, so that row i of a split is the
+    same sample in both (the report scores each held-out sample's tokens and its generation together)."""
+    rows, cut = {}, {}
     for name, split in splits.items():
         long_rows = sum(len(ids) > max_length for ids in split["input_ids"])
         split = split.map(lambda e: {"input_ids": e["input_ids"][:max_length], "labels": e["labels"][:max_length]})
-        kept = split.filter(lambda e: any(label != -100 for label in e["labels"]))
+        kept = [i for i, labels in enumerate(split["labels"]) if any(label != -100 for label in labels)]
         if long_rows:
             logger.warning(
                 "%s: %d of %d samples cut to max_length %d (%d left with nothing to train, dropped)",
                 name, long_rows, len(split), max_length, len(split) - len(kept),
             )
-        cut[name] = kept
-    return DatasetDict(cut)
+        cut[name] = split.select(kept)
+        rows[name] = data.splits[name].select(kept)
+    return dataclasses.replace(data, splits=DatasetDict(rows)), DatasetDict(cut)
 
 
 # --- checks before training --------------------------------------------------------------------------------------
@@ -609,13 +611,14 @@ class Prompt:
 
     text: str
     reference: str
+    row: int  # in the split
 
 
 def held_out_prompts(data: SFTData, tokenizer: PreTrainedTokenizerBase, split: str, limit: int) -> list[Prompt]:
     """The first `limit` samples of `split` that have an answer to check: a conversation up to its last assistant
     turn (rendered with the generation prompt), or a prompt-completion pair. Plain text has none."""
     prompts = []
-    for example in data.splits[split]:
+    for row, example in enumerate(data.splits[split]):
         if len(prompts) >= limit or data.data_format == TEXT:
             break
         if data.data_format == CHAT:
@@ -630,7 +633,7 @@ def held_out_prompts(data: SFTData, tokenizer: PreTrainedTokenizerBase, split: s
             reference = "".join(message["content"] for message in example["completion"])
         else:
             text, reference = example["prompt"], example["completion"]
-        prompts.append(Prompt(text, reference))
+        prompts.append(Prompt(text, reference, row))
     return prompts
 
 
@@ -671,7 +674,8 @@ class Scores:
 
     metrics: dict[str, dict[str, float]]
     generations: list[str]
-    # Split -> one record per generation scored for exact match (`hf_ft.bootstrap`): its interval and pairing.
+    # Split -> one record per held-out sample (`hf_ft.bootstrap`): its summed token loss and trained-token count, and
+    # its greedy generation where one was scored for exact match. The intervals and the pairing resample them.
     records: dict[str, list[dict]] = field(default_factory=dict)
 
 
@@ -680,33 +684,90 @@ def score(
     tokenizer: PreTrainedTokenizerBase,
     data: SFTData,
     data_args: SFTDataArguments,
-    losses: Mapping[str, float],
+    splits: Mapping[str, Dataset],
+    batch_size: int,
 ) -> Scores:
-    """Loss and perplexity of each split (`losses`: split -> mean loss per trained token) and, with `exact_match`,
-    the share of greedy generations equal to the reference; plus the greedy generations of the report's prompts."""
+    """Loss and perplexity of each held-out split of `splits` (the tokens, row-aligned with `data`) and, with
+    `exact_match`, the share of greedy generations equal to the reference; plus the greedy generations of the
+    report's prompts. The loss is the split's summed cross-entropy over its trained tokens, per trained token."""
     metrics, records = {}, {}
-    for split, loss in losses.items():
-        metrics[split] = {"loss": loss, "perplexity": _perplexity(loss)}
+    for split in ("validation", "test"):
+        if split not in splits:
+            continue
+        losses, counts = example_losses(model, splits[split], tokenizer.pad_token_id, batch_size)
+        records[split] = [
+            {"id": example_id(np.asarray(example["input_ids"], np.int64).tobytes(),
+                              np.asarray(example["labels"], np.int64).tobytes()),
+             "input": md.shorten(tokenizer.decode(example["input_ids"][-48:]), 160), "reference": "", "prediction": None,
+             "loss_sum": loss, "trained_tokens": count}
+            for example, loss, count in zip(splits[split], losses, counts)
+        ]
         if data_args.exact_match:
             prompts = held_out_prompts(data, tokenizer, split, data_args.max_generation_samples)
             generations = generate(model, tokenizer, [p.text for p in prompts], max_new_tokens=data_args.max_new_tokens,
                                    add_special_tokens=adds_special_tokens(data))
-            metrics[split]["exact_match"] = exact_match(generations, [p.reference for p in prompts])
-            records[split] = [
-                {"id": example_id(p.text), "input": md.shorten(p.text[-160:], 160), "reference": p.reference,
-                 "prediction": generation, "correct": generation.strip() == p.reference.strip()}
-                for p, generation in zip(prompts, generations)
-            ]
+            for prompt, generation in zip(prompts, generations):
+                records[split][prompt.row].update(
+                    input=md.shorten(prompt.text[-160:], 160), reference=prompt.reference, prediction=generation,
+                    correct=generation.strip() == prompt.reference.strip(),
+                )
+        metrics[split] = token_loss_scorer(records[split])(np.arange(len(records[split])))
     shown = sample_prompts(data, tokenizer, data_args)
     generations = generate(model, tokenizer, [p.text for p in shown], max_new_tokens=data_args.max_new_tokens,
                            add_special_tokens=adds_special_tokens(data))
     return Scores(metrics, generations, records)
 
 
-def exact_match_scorer(records: Sequence[dict]) -> Callable[[np.ndarray], dict[str, float]]:
-    """`hf_ft.bootstrap.Scorer` of the exact-match records: `exact_match` of a resample."""
-    correct = np.array([record["correct"] for record in records], dtype=np.float64)
-    return lambda indices: {"exact_match": float(correct[indices].mean())}
+@torch.no_grad()
+def example_losses(model: PreTrainedModel, split: Dataset, pad_token_id: int, batch_size: int
+                   ) -> tuple[list[float], list[int]]:
+    """Each sample's summed next-token cross-entropy over its trained tokens (labels != -100), in float32, and how
+    many trained tokens it has: what a per-token loss over any set of samples is made of."""
+    was_training = model.training
+    model.eval()
+    losses, counts = [], []
+    try:
+        for begin in range(0, len(split), batch_size):
+            rows = split[begin: begin + batch_size]
+            width = max(len(ids) for ids in rows["input_ids"])
+            input_ids = torch.full((len(rows["input_ids"]), width), pad_token_id, dtype=torch.long)
+            labels = torch.full_like(input_ids, -100)
+            attention_mask = torch.zeros_like(input_ids)
+            for i, (ids, trained) in enumerate(zip(rows["input_ids"], rows["labels"])):
+                input_ids[i, : len(ids)], labels[i, : len(ids)], attention_mask[i, : len(ids)] = (
+                    torch.tensor(ids), torch.tensor(trained), 1
+                )
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+            targets = labels[:, 1:].to(logits.device)
+            for row_logits, row_targets in zip(logits[:, :-1], targets):  # one row at a time: float32 logits are large
+                loss = torch.nn.functional.cross_entropy(row_logits.float(), row_targets, ignore_index=-100,
+                                                         reduction="sum")
+                losses.append(float(loss))
+                counts.append(int((row_targets != -100).sum()))
+    finally:
+        model.train(was_training)
+    return losses, counts
+
+
+def token_loss_scorer(records: Sequence[dict]) -> Callable[[np.ndarray], dict[str, float]]:
+    """`hf_ft.bootstrap.Scorer` of the held-out records: the loss per trained token of a resample of samples (their
+    summed losses over their summed counts, as the split's own loss is), its perplexity, and the exact match of the
+    resampled samples that were generated."""
+    sums = np.array([record["loss_sum"] for record in records], dtype=np.float64)
+    counts = np.array([record["trained_tokens"] for record in records], dtype=np.float64)
+    generated = np.array(["correct" in record for record in records])
+    correct = np.array([bool(record.get("correct")) for record in records], dtype=np.float64)
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        tokens = counts[indices].sum()
+        loss = float(sums[indices].sum() / tokens) if tokens else float("nan")
+        scores = {"loss": loss, "perplexity": _perplexity(loss)}
+        if generated.any():
+            scored = indices[generated[indices]]
+            scores["exact_match"] = float(correct[scored].mean()) if len(scored) else float("nan")
+        return scores
+
+    return statistic
 
 
 def sample_prompts(data: SFTData, tokenizer: PreTrainedTokenizerBase, data_args: SFTDataArguments) -> list[Prompt]:
@@ -716,20 +777,6 @@ def sample_prompts(data: SFTData, tokenizer: PreTrainedTokenizerBase, data_args:
 
 def _perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
-
-
-def split_losses(trainer: SFTTrainer, splits: Mapping[str, Dataset]) -> dict[str, float]:
-    """Mean loss per trained token of the validation and test splits, as the trainer computes it."""
-    losses = {}
-    for name in ("validation", "test"):
-        if name in splits:
-            prefix = _prefix(name)
-            losses[name] = trainer.predict(splits[name], metric_key_prefix=prefix).metrics[f"{prefix}_loss"]
-    return losses
-
-
-def _prefix(split: str) -> str:
-    return "eval" if split == "validation" else split  # as runs.predict names them
 
 
 def score_base_model(
@@ -745,7 +792,8 @@ def score_base_model(
     the same held-out tokens and generation settings."""
     def base_scores() -> dict[str, Any]:
         logger.info("Scoring the base model on %s before training", [n for n in ("validation", "test") if n in splits])
-        return dataclasses.asdict(score(trainer.model, tokenizer, data, data_args, split_losses(trainer, splits)))
+        scores = score(trainer.model, tokenizer, data, data_args, splits, trainer.args.per_device_eval_batch_size)
+        return dataclasses.asdict(scores)
 
     key = _baseline_key(splits, data_args)
     return Scores(**baseline_scores(output_dir, key, base_scores, should_save=trainer.is_world_process_zero()))
@@ -765,20 +813,19 @@ def _baseline_key(splits: Mapping[str, Dataset], data_args: SFTDataArguments) ->
 
 def evaluate(
     output_dir: str | Path,
-    predictions: Mapping[str, Prediction],
     *,
     trainer: SFTTrainer,
     data: SFTData,
     data_args: SFTDataArguments,
+    splits: Mapping[str, Dataset],
     baseline: Scores,
     training_sample: str,
 ) -> TaskReport:
-    """The tuned model's scores (the losses from `predictions`, then `score`) next to the base model's, the rendered
-    training sample, and the generations table (`generations.md` too)."""
+    """The tuned model's scores (`score`, on the held-out `splits`) next to the base model's, their intervals over
+    the held-out samples, the rendered training sample, and the generations table (`generations.md` too)."""
     output_dir = Path(output_dir)
     tokenizer = trainer.processing_class
-    losses = {split: prediction.metrics[f"{_prefix(split)}_loss"] for split, prediction in predictions.items()}
-    tuned = score(trainer.model, tokenizer, data, data_args, losses)
+    tuned = score(trainer.model, tokenizer, data, data_args, splits, trainer.args.per_device_eval_batch_size)
     metrics = {}
     for split, values in tuned.metrics.items():
         before = baseline.metrics.get(split, {})
@@ -813,15 +860,17 @@ def evaluate(
         metrics=metrics,
         headline=headline,
         columns=columns,
-        notes="Loss: mean cross-entropy per trained token (the tokens the training loss falls on); perplexity is its "
-        "exponential. Exact match: greedy generations equal to the reference answer, whitespace stripped. Base model: "
+        notes="Loss: cross-entropy per trained token (the tokens the training loss falls on), summed over the split "
+        "and divided by its trained tokens, so long samples weigh by their length (the Trainer's logged eval loss "
+        "averages batches instead, and can differ a little); perplexity is its exponential; both are comparable "
+        "only between models with the same tokenizer. Exact match: greedy generations equal to the reference answer, whitespace stripped. Base model: "
         "the checkpoint the run started from, scored before training.",
         facts={"Data layout": data.data_format + (" (conversational)" if data.conversational else "")},
         sections=sections,
         compared={key: names[key] for key in keys},
         curves={"loss": "eval loss"},
         examples=tuned.records,
-        scorer=exact_match_scorer if tuned.records else None,
+        scorer=token_loss_scorer,
     )
 
 
