@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import yaml
+
+from hf_ft.vision import detection_report
 
 from . import recipe_runs
 from .conftest import REPO
@@ -86,6 +89,15 @@ def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     assert losses[-1] < losses[0]
     # The saved model is the one the report scored, and pipeline() loads it with the data's class names.
     assert rescore(output_dir, coco["test_dir"]) == pytest.approx(scores["test"]["map"], abs=1e-6)
+    # mAP intervals over the test images, rescored from the per-image records the report keeps
+    intervals = json.loads((output_dir / "confidence_intervals.json").read_text())["intervals"]["test"]
+    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(len(r["detections"]["scores"]) == len(r["detections"]["boxes"]) for r in records)
+    rescored = detection_report.records_scorer(records)(np.arange(8))
+    for key in ("map", "map_50"):
+        assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
+        assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
+    assert "## How sure these numbers are" in report
     # hf-ft predict on the COCO test folder: the report's mAP; on a plain folder of images, boxes and no metrics
     predicted = recipe_runs.predict(output_dir, coco["test_dir"], tmp_path / "boxes.jsonl", score_threshold=0.0,
                                     batch_size=3)
@@ -107,10 +119,13 @@ def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     assert all(0 <= d["box"]["xmin"] <= d["box"]["xmax"] <= 96 for d in found)
 
     # kill -9 once checkpoint-6 is complete, run the same command again: the same results and weights, bit for bit.
-    resumed_config, resumed_dir = write_config(tmp_path / "resumed" / "config.yaml", coco)
+    # Paired with the unbroken run: the same images, the same detections, a difference of 0 and no image changed.
+    resumed_config, resumed_dir = write_config(tmp_path / "resumed" / "config.yaml", coco, compare_with=[str(output_dir)])
     kill_after(RECIPE, resumed_config, resumed_dir / "checkpoint-6")
     launch(RECIPE, resumed_config)
     assert results(resumed_dir) == scores
+    paired = (resumed_dir / "report.md").read_text().split("## Paired with")[1]
+    assert "| test | mAP | +0.0000 | +0.0000 – +0.0000 | no |" in paired and "No test example is predicted differently" in paired
     assert same_weights(output_dir / "model.safetensors", resumed_dir / "model.safetensors")
 
 
@@ -124,6 +139,15 @@ def test_two_processes_gather_every_image_once(tmp_path, coco):
     assert "(2 processes)" in result.stdout
     scores = results(output_dir)
     assert rescore(output_dir, coco["test_dir"]) == pytest.approx(scores["test"]["map"], abs=1e-6)
+    # mAP intervals over the test images, rescored from the per-image records the report keeps
+    intervals = json.loads((output_dir / "confidence_intervals.json").read_text())["intervals"]["test"]
+    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(len(r["detections"]["scores"]) == len(r["detections"]["boxes"]) for r in records)
+    rescored = detection_report.records_scorer(records)(np.arange(8))
+    for key in ("map", "map_50"):
+        assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
+        assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
+    assert "## How sure these numbers are" in report
     assert "original_map" in scores["test"]  # the published model, scored on both processes before training
 
 

@@ -811,13 +811,17 @@ def evaluate(
     data_args: DetectionDataArguments,
     baseline: Mapping[str, Any],
 ) -> TaskReport:
-    """COCO mAP of each evaluated split with the original checkpoint's beside it, the per-class AP table, the
-    precision-recall curves and the drawn test images (`pr_curves.png`, `detections.png`)."""
+    """COCO mAP of each evaluated split with the original checkpoint's beside it, a record per image (for the mAP
+    intervals and pairing), the per-class AP table, the precision-recall curves and the drawn test images
+    (`pr_curves.png`, `detections.png`)."""
     output_dir = Path(output_dir)
     label_names = data.label_names
-    metrics, results = {}, {}
+    metrics, results, examples = {}, {}, {}
     for split, prediction in predictions.items():
         preds, truths = unpack(prediction.predictions, prediction.label_ids)
+        examples[split] = detection_report.image_records(
+            preds, truths, label_names, *images.image_examples(data.splits[split]), data_args.report_score_threshold
+        )
         metric = mean_average_precision(class_metrics=True, extended_summary=True)
         metric.update(preds, truths)
         result = metric.compute()
@@ -868,6 +872,8 @@ def evaluate(
         sections=sections,
         compared={"map": "mAP", "map_50": "mAP@50"},
         curves={"map": "mAP", "map_50": "mAP@50"},
+        examples=examples,
+        scorer=detection_report.records_scorer,
     )
 
 

@@ -1,10 +1,11 @@
 """The pictures and tables of a detection report: per-class AP, precision-recall curves, and test images with the
-true and the predicted boxes drawn on them."""
+true and the predicted boxes drawn on them; and the per-image records its mAP intervals and pairing resample."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,8 +15,58 @@ from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 from torchvision.utils import draw_bounding_boxes, make_grid
 
 from .. import markdown as md
+from .map_bootstrap import image_errors, per_image_matches, resampled_map
 
 TRUE_COLOUR, PREDICTED_COLOUR = "#00c853", "#ff1744"  # green: the labelled boxes; red: the model's
+
+
+def image_records(
+    preds: Sequence[dict], truths: Sequence[dict], label_names: Sequence[str], ids: Sequence[str],
+    inputs: Sequence[str], score_threshold: float,
+) -> list[dict[str, Any]]:
+    """One record per image (`hf_ft.bootstrap`): the classes of its boxes and of its detections scoring at least
+    `score_threshold` (counted, for people and for telling a changed answer), its mistakes there at IoU 0.5
+    (`error`), and every box and detection, which `records_scorer` rescores."""
+    errors = image_errors(per_image_matches(preds, truths), score_threshold)
+    records = []
+    for i, (pred, truth) in enumerate(zip(preds, truths)):
+        shown = pred["scores"] >= score_threshold
+        records.append({
+            "id": ids[i],
+            "input": inputs[i],
+            "reference": _class_counts(truth["labels"], label_names),
+            "prediction": _class_counts(pred["labels"][shown], label_names),
+            "error": float(errors[i]),
+            "boxes": {"boxes": truth["boxes"].tolist(), "labels": [label_names[k] for k in truth["labels"].tolist()]},
+            "detections": {"boxes": pred["boxes"].tolist(), "scores": pred["scores"].tolist(),
+                           "labels": [label_names[k] for k in pred["labels"].tolist()]},
+        })
+    return records
+
+
+def records_scorer(records: Sequence[dict[str, Any]]) -> Callable[[np.ndarray], dict[str, float]]:
+    """`hf_ft.bootstrap.Scorer` of `image_records`: COCO `map` and `map_50` of a resample of the images, from one
+    COCO matching of all of them (`hf_ft.vision.map_bootstrap`)."""
+    names = sorted({name for r in records for name in (*r["boxes"]["labels"], *r["detections"]["labels"])})
+    index = {name: k for k, name in enumerate(names)}
+
+    def tensors(found: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"boxes": torch.tensor(found["boxes"], dtype=torch.float32).reshape(-1, 4),
+                "labels": torch.tensor([index[name] for name in found["labels"]], dtype=torch.long),
+                **({"scores": torch.tensor(found["scores"], dtype=torch.float32)} if "scores" in found else {})}
+
+    matches = per_image_matches([tensors(r["detections"]) for r in records], [tensors(r["boxes"]) for r in records])
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        found = resampled_map(matches, np.bincount(indices, minlength=len(records)))
+        return {key: float(value[0]) if value[0] >= 0 else float("nan") for key, value in found.items()}
+
+    return statistic
+
+
+def _class_counts(labels: torch.Tensor, label_names: Sequence[str]) -> str:
+    counts = Counter(label_names[k] for k in labels.tolist())
+    return ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in sorted(counts.items())) or "nothing"
 
 
 def per_class(result: dict[str, Any], num_labels: int) -> dict[int, dict[str, float]]:
