@@ -147,7 +147,6 @@ def test_two_processes_gather_every_image_once(tmp_path, coco):
     for key in ("map", "map_50"):
         assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
         assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
-    assert "## How sure these numbers are" in report
     assert "original_map" in scores["test"]  # the published model, scored on both processes before training
 
 
