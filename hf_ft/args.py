@@ -278,6 +278,14 @@ class ReportArguments:
             "new data made it forget (`output_dir/forgetting/`). false: skip it."
         },
     )
+    linear_probe_baseline: bool = field(
+        default=False,
+        metadata={
+            "help": "Classification: before training, also fit a logistic regression on the pretrained model's frozen "
+            "features (its head's input) and report what fine-tuning added beyond it, paired on the same test "
+            "examples (`output_dir/linear_probe/`). Costs one inference pass over the training split."
+        },
+    )
 
     def __post_init__(self):
         if self.bootstrap_resamples < 0:

@@ -163,8 +163,7 @@ def forgetting_section(
     """"## Forgetting": a continued run's model on the test split of the run it continues (`forgetting`, its report
     in `subdir`), against that run's own scores on the same examples, with the paired interval of each change."""
     earlier = _read_earlier_run(Path(earlier_dir))
-    records, theirs = forgetting.examples.get("test"), earlier.records.get("test")
-    title = "## Forgetting: the earlier run's test set"
+    records = forgetting.examples.get("test")
     intro = (
         f"This run continues {md.code(str(earlier_dir))}. Its model is scored on that run's test split "
         f"({forgetting.metrics['test'].get('num_samples', len(records or ())):,} examples, loaded as that run's "
@@ -172,21 +171,55 @@ def forgetting_section(
         f"`{subdir}/report.md` has that split's full report, each class's recall in both runs and the examples whose "
         "prediction changed."
     )
-    reason = bootstrap.same_examples(records, theirs) if records and theirs else "no per-example predictions"
-    if reason or forgetting.scorer is None:
-        return f"{title}\n\n{intro}\n\n**Not the same test set:** {reason}; no difference is computed."
-    before, after = earlier.results.get("test", {}), forgetting.metrics["test"]
-    keys = [key for key in forgetting.compared if key in before and key in after]
-    found = bootstrap.paired_difference(records, theirs, forgetting.scorer, keys, settings)
-    names = {**forgetting.compared, **forgetting.columns}
+    table = _paired_table(
+        forgetting, earlier.results.get("test", {}), earlier.records.get("test"), "test", settings,
+        ["Before (that run)", "After (this model)", "Change"],
+    )
+    return f"## Forgetting: the earlier run's test set\n\n{intro}\n\n{table}"
+
+
+def linear_probe_section(
+    task_report: TaskReport, probe: TaskReport, subdir: str, settings: BootstrapSettings | None, fitted: str
+) -> str:
+    """"## What fine-tuning added": this run against the frozen-backbone linear probe (`hf_ft.probe`, its report
+    in `subdir`) on the same examples, with the paired interval of each difference."""
+    split = "test" if "test" in probe.metrics else next(iter(probe.metrics))
+    intro = (
+        "The baseline: a logistic regression (scikit-learn, L2, on standardised features; "
+        f"{fitted}) fitted before training on the pretrained model's own features, the input of its head, "
+        "computed with the backbone frozen. What fine-tuning added beyond them is the difference, paired on the "
+        f"same {split} examples. `{subdir}/report.md` has the probe's full report."
+    )
+    table = _paired_table(
+        task_report, probe.metrics[split], probe.examples.get(split), split, settings,
+        ["Linear probe", "Fine-tuned", "Difference"],
+    )
+    return f"## What fine-tuning added: a linear probe baseline\n\n{intro}\n\n{table}"
+
+
+def _paired_table(
+    scored: TaskReport, other: dict[str, float], other_records: list[Record] | None, split: str,
+    settings: BootstrapSettings | None, headers: list[str],
+) -> str:
+    """`scored`'s `split` minus another scoring of the same examples (`other`'s metrics and records): a table of
+    the other's value, this one's, the paired difference and its interval; or why there is none."""
+    records = scored.examples.get(split)
+    reason = (bootstrap.same_examples(records, other_records) if records and other_records
+              else "no per-example predictions")
+    if reason or scored.scorer is None:
+        return f"**Not the same examples:** {reason}; no difference is computed."
+    mine = scored.metrics[split]
+    keys = [key for key in scored.compared if key in other and key in mine]
+    found = bootstrap.paired_difference(records, other_records, scored.scorer, keys, settings)
+    names = {**scored.compared, **scored.columns}
     rows = [
-        [md.cell(names.get(key, key)), md.metric_value(key, before[key]), md.metric_value(key, after[key]),
+        [md.cell(names.get(key, key)), md.metric_value(key, other[key]), md.metric_value(key, mine[key]),
          md.difference(key, change), _difference_interval(key, low, high)]
         for key, (change, low, high) in found.differences.items()
     ]
     how = settings.describe() if _resamples(settings) else "no intervals"
-    table = md.table(["Metric", "Before (that run)", "After (this model)", "Change", "Interval"], rows)
-    return f"{title}\n\n{intro}\n\n{table}\n\nThe intervals: {how}, the same resamples for both."
+    table = md.table(["Metric", *headers, "Interval"], rows)
+    return f"{table}\n\nThe intervals: {how}, the same resamples for both."
 
 
 def check_split_name(name: str) -> None:

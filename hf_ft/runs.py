@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import datasets
 import numpy as np
@@ -43,6 +43,9 @@ from .args import (
 from .bootstrap import BootstrapSettings
 from .checkpoints import TRAINER_STATE_FILE, CheckpointError, is_complete_checkpoint, last_complete_checkpoint
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .probe import LinearProbe
 
 logger = logging.getLogger("hf_ft")
 
@@ -117,6 +120,7 @@ class Run:
 
 # Where a continued run's scores on the earlier run's test set go (`EarlierTest`), and the split's metric prefix.
 FORGETTING_DIR = "forgetting"
+LINEAR_PROBE_DIR = "linear_probe"
 
 
 @dataclass
@@ -410,6 +414,7 @@ def finish(
     report_args: ReportArguments,
     save_with_model: Callable[[str], None] | None = None,
     earlier_test: EarlierTest | None = None,
+    linear_probe: LinearProbe | None = None,
 ) -> dict[str, dict[str, float]]:
     """End a run: predict `eval_splits`, then, on the main process, the report, the card, the merged model, the push.
 
@@ -431,6 +436,8 @@ def finish(
             `output_dir` and the merged model.
         earlier_test: The test split of the run the checkpoint comes from: scored too, into `output_dir/forgetting`
             (a report paired with that run's), and summed up in a "Forgetting" section of the report.
+        linear_probe: The frozen-backbone baseline (`hf_ft.probe`, main process): scored by `evaluate` into
+            `output_dir/linear_probe`, and paired with this run in a section of the report.
 
     Returns:
         Per split metrics (empty on other processes).
@@ -464,6 +471,16 @@ def finish(
             task_report.sections.append(
                 report.forgetting_section(forgetting, earlier_test.run_dir, FORGETTING_DIR, settings)
             )
+        if linear_probe is not None:
+            probe_report = evaluate(output_dir / LINEAR_PROBE_DIR, linear_probe.predictions)
+            probe_summary = {**summary, "run_name": "linear probe", "trainable_parameters": None,
+                             "train_runtime_s": None}
+            report.write_report(output_dir / LINEAR_PROBE_DIR, probe_report, probe_summary, [], [], settings)
+            task_report.sections.append(report.linear_probe_section(
+                task_report, probe_report, LINEAR_PROBE_DIR, settings,
+                f"C={linear_probe.C:g}, on {linear_probe.train_examples:,} training feature vectors of size "
+                f"{linear_probe.feature_size:,}",
+            ))
         results = report.write_report(
             output_dir, task_report, summary, trainer.state.log_history, report_args.compare_with, settings
         )

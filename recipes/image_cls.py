@@ -29,6 +29,7 @@ from hf_ft.compress.args import DistillationArguments
 from hf_ft.compress.distillation import load_teacher
 from hf_ft.freezing import choose_trainable
 from hf_ft.models import log_model_size
+from hf_ft.probe import linear_probe
 from hf_ft.tasks import image_classification as task
 from hf_ft.tasks.image_classification import ImageDataArguments
 from hf_ft.vision.models import use_channels_last
@@ -110,6 +111,9 @@ def main(
             trainer, run, search_args, build=lambda *args: load_model(*args)[:2], model_side=(model_args, peft_args),
             callbacks=model_callbacks, default_metric=task.SEARCH_METRIC, run_args=run_args,
         )
+    # linear_probe_baseline: a logistic regression on the frozen pretrained features, fitted before training
+    probe = (linear_probe(trainer, task.probe_splits(data, processor))
+             if report_args.linear_probe_baseline else None)
     train_metrics = runs.train(trainer, run, run_args)  # with PEFT, output_dir holds the adapter folder only
 
     # ---- Evaluate validation and test; report, model card, merged model, push ----
@@ -131,6 +135,7 @@ def main(
         report_args=report_args,
         save_with_model=processor.save_pretrained,
         earlier_test=earlier_test,
+        linear_probe=probe,
     )
 
 

@@ -27,6 +27,7 @@ from hf_ft.args import ModelArguments, PeftArguments, ReportArguments
 from hf_ft.cli import run_recipe
 from hf_ft.freezing import choose_trainable
 from hf_ft.models import log_model_size
+from hf_ft.probe import linear_probe
 from hf_ft.text import set_max_seq_length
 from hf_ft.tasks import text_classification as task
 
@@ -95,6 +96,8 @@ def main(
             trainer, run, search_args, build=lambda *args: load_model(*args)[:2], model_side=(model_args, peft_args),
             callbacks=callbacks, default_metric=task.SEARCH_METRIC[data.problem_type], run_args=run_args,
         )
+    # linear_probe_baseline: a logistic regression on the frozen pretrained features, fitted before training
+    probe = linear_probe(trainer, splits) if report_args.linear_probe_baseline else None
     train_metrics = runs.train(trainer, run, run_args)
 
     # ---- Evaluate validation and test; report and mistakes, model card, merged model, push ----
@@ -115,6 +118,7 @@ def main(
         report_args=report_args,
         save_with_model=tokenizer.save_pretrained,
         earlier_test=earlier_test,
+        linear_probe=probe,
     )
 
 

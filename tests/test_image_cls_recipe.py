@@ -82,6 +82,23 @@ def test_timm_run_learns_and_beats_the_baseline(timm_run):
     assert losses[-1] < losses[0]
 
 
+def test_linear_probe_baseline_is_paired_with_the_run_and_leaves_its_training_as_it_was(tmp_path, digits_dir,
+                                                                                      tiny_timm_dir, timm_run):
+    """`linear_probe_baseline`: a logistic regression on the frozen model's pooled features (the head's input),
+    scored by the same report code on the same test images; the fine-tuned run is bit for bit the one without."""
+    output_dir = tmp_path / "probed"
+    launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, linear_probe_baseline=True))
+    assert results(output_dir) == results(timm_run)  # the probe drew nothing from the training's random state
+    probe, tuned = results(output_dir / "linear_probe")["test"], results(output_dir)["test"]
+    assert probe["num_samples"] == tuned["num_samples"] and probe["accuracy"] > probe["majority_baseline_accuracy"] + 0.2
+    section = (output_dir / "report.md").read_text().split("## What fine-tuning added: a linear probe baseline")[1]
+    difference = 100 * (tuned["accuracy"] - probe["accuracy"])
+    assert (f"| Accuracy | {100 * probe['accuracy']:.2f}% | {100 * tuned['accuracy']:.2f}% | {difference:+.2f} pp |"
+            in section)
+    assert "on 600 training feature vectors of size" in section
+    assert (output_dir / "linear_probe" / "test_confusion_matrix.png").is_file()
+
+
 def test_timm_run_writes_the_full_report(timm_run):
     for name in ("report.md", "README.md", "args.yaml", "validation_per_class.csv", "test_per_class.csv",
                  "test_confusion_matrix.png", "training_curves.png", "model.safetensors", "config.json"):

@@ -447,7 +447,8 @@ def test_lora_run_trains_the_adapter_and_compares_with_the_earlier_run(tmp_path,
     output_dir = tmp_path / "lora"
     caplog.set_level("INFO")
     run_in_process(write_config(tmp_path, renamed, base, output_dir, peft_method="lora", lora_r=4, merge_adapter=True,
-                                learning_rate=1.0e-2, num_train_epochs=2, save_strategy="no", compare_with=[str(base)]))
+                                learning_rate=1.0e-2, num_train_epochs=2, save_strategy="no", compare_with=[str(base)],
+                                linear_probe_baseline=True))
     assert "re-initialising `classifier`" in caplog.text
     # the new head's rows mean other classes: the first run's test split cannot be scored by it
     assert "Forgetting is not measured" in caplog.text and not (output_dir / "forgetting").exists()
@@ -461,6 +462,10 @@ def test_lora_run_trains_the_adapter_and_compares_with_the_earlier_run(tmp_path,
     comparison = (output_dir / "report.md").read_text().split("## Compared with earlier runs", 1)[1]
     earlier = f"{results(base)['test']['accuracy']:.2%}".replace("%", "")
     assert "**this run**" in comparison and f"`{base}`" in comparison and earlier in comparison
+    # the linear probe baseline, on the features of the encoder the adapters start from (the first run's)
+    probe = results(output_dir / "linear_probe")["test"]
+    assert probe["num_samples"] == test["num_samples"] and probe["accuracy"] > probe["majority_baseline_accuracy"] + 0.3
+    assert "## What fine-tuning added: a linear probe baseline" in (output_dir / "report.md").read_text()
 
 
 def test_linear_probe_trains_the_head_only(tmp_path, text_data, tiny_bert_dir):

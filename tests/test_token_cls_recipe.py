@@ -345,13 +345,23 @@ def test_push_uploads_the_finished_run_compared_with_an_earlier_one(tmp_path, ne
     assert "**this run**" in comparison and f"`{earlier}`" in comparison
 
 
-def test_two_real_cpu_processes(tmp_path, ner_data, tiny_bert_dir):
+def test_two_real_cpu_processes_and_a_linear_probe_baseline_per_token(tmp_path, ner_data, tiny_bert_dir):
+    """Two processes, each computing its share of the frozen token features (padded to one width, gathered once
+    each) for the linear probe, which the main one fits and scores per word like the model."""
     output_dir = tmp_path / "ddp"
-    result = launch(write_config(tmp_path, ner_data, tiny_bert_dir, output_dir, num_train_epochs=1),
-                    accelerate_config=TWO_PROCESS_CONFIG)
+    result = launch(write_config(tmp_path, ner_data, tiny_bert_dir, output_dir, num_train_epochs=1,
+                                 linear_probe_baseline=True), accelerate_config=TWO_PROCESS_CONFIG)
     assert "Effective global batch size: 32 (2 processes)" in result.stdout
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == int(np.ceil(300 / 32))
     assert results(output_dir)["test"]["num_samples"] == 60  # every sentence once, none padded in by DDP
+    probe = results(output_dir / "linear_probe")["test"]
+    assert probe["num_samples"] == 60 and probe["accuracy"] > probe["majority_baseline_accuracy"]
+    probed = [json.loads(line) for line in (output_dir / "linear_probe" / "test_predictions.jsonl").open()]
+    tuned = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").open()]
+    assert [r["id"] for r in probed] == [r["id"] for r in tuned]
+    assert [len(r["prediction"].split()) for r in probed] == [len(r["reference"].split()) for r in probed]  # per word
+    section = (output_dir / "report.md").read_text().split("## What fine-tuning added: a linear probe baseline")[1]
+    assert "| Entity F1 |" in section.split("## ")[0]
 
 
 def test_a_slow_only_tokenizer_is_one_line_before_any_model_loads(tmp_path, ner_data):

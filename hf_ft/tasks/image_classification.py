@@ -47,7 +47,7 @@ from ..vision.cache import cache_decoded_images, cached_size_for
 from ..vision.models import is_timm, load_image_processor, set_image_size
 from ..vision.regularization import RegularizationArguments, build_mixup, layer_decay_optimizer
 from ..vision.trainer import ImageTrainer
-from ..vision.transforms import attach_transforms, collate, data_config, eval_transform
+from ..vision.transforms import attach_eval_transforms, attach_transforms, collate, data_config, eval_transform
 
 # The `pipeline()` task name, the model card's `pipeline_tag`.
 TASK = "image-classification"
@@ -275,6 +275,12 @@ def training_splits(
             )
         splits = DatasetDict({**splits, "train": train})
     return attach_transforms(splits, processor, data_args)
+
+
+def probe_splits(data: ImageClassificationData, processor: BaseImageProcessor) -> DatasetDict:
+    """The splits for the linear probe (`hf_ft.probe`): every one, training included, preprocessed as evaluation is:
+    the pretrained model's view of each image, unaugmented."""
+    return attach_eval_transforms(data.splits, processor)
 
 
 def evaluate(output_dir: Path, predictions: dict, data: ImageClassificationData) -> TaskReport:

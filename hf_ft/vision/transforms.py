@@ -82,6 +82,12 @@ def attach_transforms(splits: DatasetDict, processor: BaseImageProcessor, data_a
     )
 
 
+def attach_eval_transforms(splits: DatasetDict, processor: BaseImageProcessor) -> DatasetDict:
+    """Every split preprocessed as evaluation is, train included (what a frozen model's features are taken on)."""
+    eval_tf = eval_transform(processor)
+    return DatasetDict({name: split.with_transform(_batch_fn(eval_tf)) for name, split in splits.items()})
+
+
 def _batch_fn(transform: Callable) -> Callable[[dict], dict]:
     def apply(batch: dict) -> dict:
         return {
