@@ -164,12 +164,12 @@ def forgetting_section(
     in `subdir`), against that run's own scores on the same examples, with the paired interval of each change."""
     earlier = _read_earlier_run(Path(earlier_dir))
     records = forgetting.examples.get("test")
+    recall = "each class's recall in both runs " if forgetting.per_class_recall else ""
     intro = (
         f"This run continues {md.code(str(earlier_dir))}. Its model is scored on that run's test split "
         f"({forgetting.metrics['test'].get('num_samples', len(records or ())):,} examples, loaded as that run's "
         f"args.yaml says) and paired with that run's own predictions: what the continued training kept and lost. "
-        f"`{subdir}/report.md` has that split's full report, each class's recall in both runs and the examples whose "
-        "prediction changed."
+        f"`{subdir}/report.md` has that split's full report, {recall}and the examples whose prediction changed."
     )
     table = _paired_table(
         forgetting, earlier.results.get("test", {}), earlier.records.get("test"), "test", settings,

@@ -61,6 +61,9 @@ def main(
     model, processor, model_labels = task.load_detector(model_args, data.label_names, image_size=data_args.image_size)
     data = task.follow_model_labels(data, model_labels)
     parameters = log_model_size(model)
+    earlier_test = (  # continuing an hf_ft run: its test split too, to measure what this data makes it forget
+        task.earlier_test(model_args, data_args, processor, model_labels) if report_args.measure_forgetting else None
+    )
 
     # ---- Trainer ----
     splits = task.attach_transforms(data.splits, processor, data_args)
@@ -87,6 +90,7 @@ def main(
         peft_args=PeftArguments(),
         report_args=report_args,
         save_with_model=processor.save_pretrained,
+        earlier_test=earlier_test,
     )
 
 

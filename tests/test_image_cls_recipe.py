@@ -82,13 +82,14 @@ def test_timm_run_learns_and_beats_the_baseline(timm_run):
     assert losses[-1] < losses[0]
 
 
-def test_linear_probe_baseline_is_paired_with_the_run_and_leaves_its_training_as_it_was(tmp_path, digits_dir,
+def test_same_seed_gives_same_metrics_with_a_linear_probe_baseline_paired_with_the_run(tmp_path, digits_dir,
                                                                                       tiny_timm_dir, timm_run):
-    """`linear_probe_baseline`: a logistic regression on the frozen model's pooled features (the head's input),
-    scored by the same report code on the same test images; the fine-tuned run is bit for bit the one without."""
+    """The same config and seed again, with `linear_probe_baseline`: a logistic regression on the frozen model's
+    pooled features (the head's input), scored by the same report code on the same test images. The fine-tuned run
+    is bit for bit the one without: the probe draws nothing from the training's random state."""
     output_dir = tmp_path / "probed"
     launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir, linear_probe_baseline=True))
-    assert results(output_dir) == results(timm_run)  # the probe drew nothing from the training's random state
+    assert results(output_dir) == results(timm_run)
     probe, tuned = results(output_dir / "linear_probe")["test"], results(output_dir)["test"]
     assert probe["num_samples"] == tuned["num_samples"] and probe["accuracy"] > probe["majority_baseline_accuracy"] + 0.2
     section = (output_dir / "report.md").read_text().split("## What fine-tuning added: a linear probe baseline")[1]
@@ -163,12 +164,6 @@ def test_model_card_carries_the_results(timm_run):
     card = ModelCard.load(timm_run / "README.md")
     values = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert values[("test", "accuracy")] == pytest.approx(results(timm_run)["test"]["accuracy"])
-
-
-def test_same_seed_gives_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):
-    output_dir = tmp_path / "out"
-    launch(recipe_config(tmp_path, digits_dir, tiny_timm_dir, output_dir))
-    assert results(output_dir) == results(timm_run)
 
 
 def test_cached_images_train_to_the_same_metrics(tmp_path, digits_dir, tiny_timm_dir, timm_run):

@@ -126,6 +126,17 @@ def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     assert results(resumed_dir) == scores
     paired = (resumed_dir / "report.md").read_text().split("## Paired with")[1]
     assert "| test | mAP | +0.0000 | +0.0000 – +0.0000 | no |" in paired and "No test example is predicted differently" in paired
+
+    # Continued from the finished run on the same data: forgetting is measured on that run's test images, here this
+    # run's own test split, and the checkpoint "as published" is that run's model on the same images.
+    continued_config, continued_dir = write_config(tmp_path / "continued" / "config.yaml", coco, max_steps=4,
+                                                   model_name_or_path=str(output_dir), save_strategy="no")
+    launch(RECIPE, continued_config)
+    continued, forgetting = results(continued_dir)["test"], results(continued_dir / "forgetting")["test"]
+    assert forgetting["num_samples"] == 8 and forgetting["map"] == pytest.approx(continued["map"], abs=1e-9)
+    assert continued["original_map"] == pytest.approx(scores["test"]["map"], abs=1e-6)
+    section = (continued_dir / "report.md").read_text().split("## Forgetting: the earlier run's test set")[1]
+    assert f"| mAP | {scores['test']['map']:.4f} | {forgetting['map']:.4f} |" in section
     assert same_weights(output_dir / "model.safetensors", resumed_dir / "model.safetensors")
 
 

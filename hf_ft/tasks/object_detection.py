@@ -49,6 +49,7 @@ from ..models import load_for_labels, offline_hint, saved_label_names
 from ..peft import load_trained
 from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, input_column, load_input
 from ..report import TaskReport
+from .. import runs
 from ..runs import baseline_scores
 from ..vision import boxes as box_ops
 from ..vision import detection_report
@@ -809,12 +810,13 @@ def evaluate(
     predictions: Mapping[str, Any],
     data: DetectionData,
     data_args: DetectionDataArguments,
-    baseline: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
 ) -> TaskReport:
     """COCO mAP of each evaluated split with the original checkpoint's beside it, a record per image (for the mAP
     intervals and pairing), the per-class AP table, the precision-recall curves and the drawn test images
     (`pr_curves.png`, `detections.png`)."""
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     label_names = data.label_names
     metrics, results, examples = {}, {}, {}
     for split, prediction in predictions.items():
@@ -826,7 +828,7 @@ def evaluate(
         metric.update(preds, truths)
         result = metric.compute()
         results[split] = (result, preds, truths)
-        original = baseline["metrics"].get(split, {})
+        original = baseline["metrics"].get(split, {}) if baseline else {}
         metrics[split] = {
             **{key: float(result[key]) for key in COLUMNS if float(result[key]) >= 0},
             **{f"original_{key}": value for key, value in original.items()},
@@ -854,12 +856,12 @@ def evaluate(
             f"least {data_args.report_score_threshold:g} (with the score).\n\n![Images with true and predicted boxes]({DETECTIONS_FILE})"
         )
     columns = dict(COLUMNS)
-    if baseline["metrics"]:
+    if baseline and baseline["metrics"]:
         columns.update({"original_map": "original mAP", "original_map_50": "original mAP@50"})
     headline_metrics = metrics[shown]
     headline = (
         f"**{shown} mAP {headline_metrics.get('map', 0):.3f}** (IoU 0.50:0.95; mAP@50 {headline_metrics.get('map_50', 0):.3f}) "
-        f"on {len(data.splits[shown]):,} images, {len(label_names)} classes. {_baseline_sentence(baseline, shown)}"
+        f"on {len(data.splits[shown]):,} images, {len(label_names)} classes. {_baseline_sentence(baseline, shown) if baseline else ''}"
     )
     return TaskReport(
         metrics=metrics,
@@ -874,6 +876,23 @@ def evaluate(
         curves={"map": "mAP", "map_50": "mAP@50"},
         examples=examples,
         scorer=detection_report.records_scorer,
+    )
+
+
+def earlier_test(
+    model_args: ModelArguments, data_args: DetectionDataArguments, processor: BaseImageProcessor,
+    model_labels: list[str],
+) -> runs.EarlierTest | None:
+    """When the checkpoint is an hf_ft detection run, its test split (loaded as its args.yaml says, categories in this
+    model's order, preprocessed as this run's) to measure forgetting on; None for other checkpoints."""
+    earlier = runs.load_earlier_data(model_args, DetectionDataArguments, load_detection_data, model_labels)
+    if earlier is None:
+        return None
+    earlier = follow_model_labels(earlier, model_labels)
+    test = attach_transforms(DatasetDict({"test": earlier.splits["test"]}), processor, data_args)["test"]
+    return runs.EarlierTest(
+        Path(model_args.model_name_or_path), test,
+        evaluate=lambda output_dir, predictions: evaluate(output_dir, predictions, earlier, data_args, None),
     )
 
 
