@@ -81,6 +81,9 @@ def main(
     training_args = speed.resolve_training_args(training_args, train_size=len(splits["train"]))
     trainer = task.sft_trainer(model, tokenizer, splits, training_args, callbacks=callbacks)
     task.check_collated_labels(trainer.data_collator, splits["train"], stop_ids, tokenizer.pad_token_id)
+    earlier_test = (  # continuing an hf_ft run: its test split too, to measure what this data makes it forget
+        task.earlier_test(model_args, data_args, trainer, training_args) if report_args.measure_forgetting else None
+    )
 
     # ---- The base model's scores, before any training, on the splits the tuned model is scored on ----
     baseline = task.score_base_model(trainer, tokenizer, data, data_args, splits, run.output_dir)
@@ -109,6 +112,7 @@ def main(
         peft_args=peft_args,
         report_args=report_args,
         save_with_model=tokenizer.save_pretrained,
+        earlier_test=earlier_test,
     )
 
 

@@ -178,6 +178,25 @@ def test_killed_run_resumes_to_the_same_bits(tmp_path, chat_data, tiny_llama_dir
     assert same_weights(output_dir / "model.safetensors", unbroken_dir / "model.safetensors")
 
 
+def test_continued_run_measures_forgetting_on_the_earlier_runs_test_set(tmp_path, chat_data, tiny_llama_dir):
+    """A full fine-tune continued on the same data: that run's test conversations are scored again with the new
+    model (here this run's own test split, so the same scores) and paired per sample with that run's. Each test
+    conversation once: repeated ones cannot be paired by content."""
+    unique = [{"messages": [{"role": "user", "content": f"what colour is the {thing}"},
+                            {"role": "assistant", "content": colour}]}
+              for thing, colour in (("sky", "blue"), ("grass", "green"), ("fire", "red"), ("leaf", "green"))]
+    data = {**chat_data, "test": write_jsonl(tmp_path / "test.jsonl", unique)}
+    first, second = tmp_path / "first", tmp_path / "second"
+    launch(write_config(tmp_path, data, tiny_llama_dir, first, save_strategy="no", max_steps=30))
+    launch(write_config(tmp_path, data, first, second, save_strategy="no", max_steps=6, learning_rate=0.005))
+    before, after = results(first)["test"], results(second / "forgetting")["test"]
+    assert after["num_samples"] == 4 and after["loss"] == pytest.approx(results(second)["test"]["loss"], rel=1e-6)
+    assert results(second)["test"]["baseline_loss"] == pytest.approx(before["loss"], rel=1e-5)  # it starts there
+    section = (second / "report.md").read_text().split("## Forgetting: the earlier run's test set")[1]
+    assert f"| Loss | {before['loss']:.4f} | {after['loss']:.4f} |" in section
+    assert f"| Exact match | {before['exact_match']:.4f} | {after['exact_match']:.4f} |" in section
+
+
 def test_bad_data_is_one_line_before_any_model_is_trained(tmp_path, tiny_llama_dir):
     bad = write_jsonl(tmp_path / "train.jsonl", [{"question": "what colour is the sky", "reply": "blue"}] * 8)
     output_dir = tmp_path / "out"

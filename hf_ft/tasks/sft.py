@@ -45,14 +45,14 @@ from transformers import (
     TrainerCallback,
 )
 
-from .. import hub
+from .. import hub, runs
 from .. import markdown as md
 from ..args import ConfigError, DataArguments, ModelArguments
 from ..bootstrap import example_id
 from ..checkpoints import StrictResumeTrainer
 from ..data import sources
 from ..errors import InputError
-from ..models import offline_hint
+from ..models import offline_hint, saved_label_names
 from ..peft import load_trained
 from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, load_input
 from ..report import TaskReport
@@ -818,17 +818,19 @@ def evaluate(
     data: SFTData,
     data_args: SFTDataArguments,
     splits: Mapping[str, Dataset],
-    baseline: Scores,
-    training_sample: str,
+    baseline: Scores | None,
+    training_sample: str | None,
 ) -> TaskReport:
     """The tuned model's scores (`score`, on the held-out `splits`) next to the base model's, their intervals over
-    the held-out samples, the rendered training sample, and the generations table (`generations.md` too)."""
+    the held-out samples, the rendered training sample, and the generations table (`generations.md` too). Without
+    a `baseline` (an earlier run's test set, scored for forgetting), the scores alone."""
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = trainer.processing_class
     tuned = score(trainer.model, tokenizer, data, data_args, splits, trainer.args.per_device_eval_batch_size)
     metrics = {}
     for split, values in tuned.metrics.items():
-        before = baseline.metrics.get(split, {})
+        before = baseline.metrics.get(split, {}) if baseline else {}
         metrics[split] = {
             **values,
             **{f"baseline_{key}": value for key, value in before.items()},
@@ -836,41 +838,66 @@ def evaluate(
         }
     keys = ["loss", "perplexity"] + (["exact_match"] if data_args.exact_match else [])
     names = {"loss": "Loss", "perplexity": "Perplexity", "exact_match": "Exact match"}
-    columns = {**{key: names[key] for key in keys}, **{f"baseline_{key}": f"Base model {names[key].lower()}"
-                                                       for key in keys}}
+    columns = {key: names[key] for key in keys}
     split = "test" if "test" in metrics else "validation"
     headline_key = "exact_match" if data_args.exact_match else "perplexity"
-    after, before = metrics[split][headline_key], metrics[split].get(f"baseline_{headline_key}")
     headline = (
         f"On the {split} split ({metrics[split]['num_samples']} samples), the fine-tuned model's "
-        f"{names[headline_key].lower()} is **{md.metric_value(headline_key, after)}**, against "
-        f"{md.metric_value(headline_key, before)} for the base model before fine-tuning, scored the same way in the "
-        "same run."
+        f"{names[headline_key].lower()} is **{md.metric_value(headline_key, metrics[split][headline_key])}**"
     )
-    shown = sample_prompts(data, tokenizer, data_args)
-    table = generations_table(shown, baseline.generations, tuned.generations, data_args.max_new_tokens)
-    (output_dir / "generations.md").write_text(f"# Generations, base and fine-tuned ({split})\n\n{table}\n", "utf-8")
-    sections = [
-        "## A training sample\n\nAs the model sees it; the loss falls on the tokens inside "
-        f"`{TRAINED_START} {TRAINED_END}`.\n\n```text\n{training_sample}\n```",
-    ]
-    if shown:
-        sections.append(f"## Generations, base and fine-tuned ({split})\n\n{table}")
+    sections = []
+    if training_sample is not None:
+        sections.append(
+            "## A training sample\n\nAs the model sees it; the loss falls on the tokens inside "
+            f"`{TRAINED_START} {TRAINED_END}`.\n\n```text\n{training_sample}\n```"
+        )
+    if baseline is not None:
+        columns.update({f"baseline_{key}": f"Base model {names[key].lower()}" for key in keys})
+        before = metrics[split].get(f"baseline_{headline_key}")
+        headline += (f", against {md.metric_value(headline_key, before)} for the base model before fine-tuning, "
+                     "scored the same way in the same run")
+        shown = sample_prompts(data, tokenizer, data_args)
+        table = generations_table(shown, baseline.generations, tuned.generations, data_args.max_new_tokens)
+        (output_dir / "generations.md").write_text(f"# Generations, base and fine-tuned ({split})\n\n{table}\n", "utf-8")
+        if shown:
+            sections.append(f"## Generations, base and fine-tuned ({split})\n\n{table}")
     return TaskReport(
         metrics=metrics,
-        headline=headline,
+        headline=headline + ".",
         columns=columns,
         notes="Loss: cross-entropy per trained token (the tokens the training loss falls on), summed over the split "
         "and divided by its trained tokens, so long samples weigh by their length (the Trainer's logged eval loss "
         "averages batches instead, and can differ a little); perplexity is its exponential; both are comparable "
-        "only between models with the same tokenizer. Exact match: greedy generations equal to the reference answer, whitespace stripped. Base model: "
-        "the checkpoint the run started from, scored before training.",
+        "only between models with the same tokenizer. Exact match: greedy generations equal to the reference answer, "
+        "whitespace stripped. Base model: the checkpoint the run started from, scored before training.",
         facts={"Data layout": data.data_format + (" (conversational)" if data.conversational else "")},
         sections=sections,
         compared={key: names[key] for key in keys},
         curves={"loss": "eval loss"},
         examples=tuned.records,
         scorer=token_loss_scorer,
+    )
+
+
+def earlier_test(
+    model_args: ModelArguments, data_args: SFTDataArguments, trainer: SFTTrainer, training_args: SFTConfig
+) -> runs.EarlierTest | None:
+    """When the checkpoint is an hf_ft SFT run, its test split (loaded as its args.yaml says, tokenized and cut as
+    this run's samples are) to measure forgetting on; None for other checkpoints. Paired with that run's own
+    scores when the tokens are the same (the same tokenizer and template: a continued run's)."""
+    earlier = runs.load_earlier_data(model_args, SFTDataArguments, load_data, saved_label_names(trainer.model.config))
+    if earlier is None:
+        return None
+    earlier = dataclasses.replace(earlier, splits=DatasetDict({"test": earlier.splits["test"]}))
+    tokenized = tokenize(earlier, trainer.processing_class, training_args)
+    if data_args.truncation and training_args.max_length:
+        earlier, tokenized = truncate(earlier, tokenized, training_args.max_length)
+    return runs.EarlierTest(
+        Path(model_args.model_name_or_path), tokenized["test"],
+        evaluate=lambda output_dir, predictions: evaluate(
+            output_dir, trainer=trainer, data=earlier, data_args=data_args, splits=tokenized, baseline=None,
+            training_sample=None,
+        ),
     )
 
 
