@@ -415,6 +415,7 @@ def finish(
     save_with_model: Callable[[str], None] | None = None,
     earlier_test: EarlierTest | None = None,
     linear_probe: LinearProbe | None = None,
+    predict_splits: bool = True,
 ) -> dict[str, dict[str, float]]:
     """End a run: predict `eval_splits`, then, on the main process, the report, the card, the merged model, the push.
 
@@ -438,13 +439,17 @@ def finish(
             (a report paired with that run's), and summed up in a "Forgetting" section of the report.
         linear_probe: The frozen-backbone baseline (`hf_ft.probe`, main process): scored by `evaluate` into
             `output_dir/linear_probe`, and paired with this run in a section of the report.
+        predict_splits: False when the task's `evaluate` scores the splits itself (SFT: per sample, from the
+            model): the trainer does not predict them first, and `evaluate` is given no predictions.
 
     Returns:
         Per split metrics (empty on other processes).
     """
-    predictions = predict(trainer, {name: splits[name] for name in ("validation", "test") if name in splits})
-    if earlier_test is not None:
-        earlier_predictions = {"test": predict(trainer, {FORGETTING_DIR: earlier_test.split})[FORGETTING_DIR]}
+    predictions, earlier_predictions = {}, {}
+    if predict_splits:
+        predictions = predict(trainer, {name: splits[name] for name in ("validation", "test") if name in splits})
+        if earlier_test is not None:
+            earlier_predictions = {"test": predict(trainer, {FORGETTING_DIR: earlier_test.split})[FORGETTING_DIR]}
     peft_method = peft_args.peft_method
     results: dict[str, dict[str, float]] = {}
     if trainer.is_world_process_zero():

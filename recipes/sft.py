@@ -113,6 +113,7 @@ def main(
         report_args=report_args,
         save_with_model=tokenizer.save_pretrained,
         earlier_test=earlier_test,
+        predict_splits=False,  # scored per sample by task.evaluate, not by the trainer's batched loss
     )
 
 

@@ -71,6 +71,17 @@ def rescore(output_dir, test_dir) -> float:
     return float(metric.compute()["map"])
 
 
+def check_image_records(output_dir, scores) -> None:
+    """The report's mAP intervals over the test images, and its per-image records rescoring to its mAP."""
+    intervals = json.loads((output_dir / "confidence_intervals.json").read_text())["intervals"]["test"]
+    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(len(r["detections"]["scores"]) == len(r["detections"]["boxes"]) for r in records)
+    rescored = detection_report.records_scorer(records)(np.arange(8))
+    for key in ("map", "map_50"):
+        assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
+        assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
+
+
 def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     from PIL import Image
     from transformers import pipeline
@@ -89,14 +100,7 @@ def test_train_report_pipeline_and_a_kill_minus_9_resume(tmp_path, coco):
     assert losses[-1] < losses[0]
     # The saved model is the one the report scored, and pipeline() loads it with the data's class names.
     assert rescore(output_dir, coco["test_dir"]) == pytest.approx(scores["test"]["map"], abs=1e-6)
-    # mAP intervals over the test images, rescored from the per-image records the report keeps
-    intervals = json.loads((output_dir / "confidence_intervals.json").read_text())["intervals"]["test"]
-    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 8 and all(len(r["detections"]["scores"]) == len(r["detections"]["boxes"]) for r in records)
-    rescored = detection_report.records_scorer(records)(np.arange(8))
-    for key in ("map", "map_50"):
-        assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
-        assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
+    check_image_records(output_dir, scores)
     assert "## How sure these numbers are" in report
     # hf-ft predict on the COCO test folder: the report's mAP; on a plain folder of images, boxes and no metrics
     predicted = recipe_runs.predict(output_dir, coco["test_dir"], tmp_path / "boxes.jsonl", score_threshold=0.0,
@@ -150,14 +154,7 @@ def test_two_processes_gather_every_image_once(tmp_path, coco):
     assert "(2 processes)" in result.stdout
     scores = results(output_dir)
     assert rescore(output_dir, coco["test_dir"]) == pytest.approx(scores["test"]["map"], abs=1e-6)
-    # mAP intervals over the test images, rescored from the per-image records the report keeps
-    intervals = json.loads((output_dir / "confidence_intervals.json").read_text())["intervals"]["test"]
-    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 8 and all(len(r["detections"]["scores"]) == len(r["detections"]["boxes"]) for r in records)
-    rescored = detection_report.records_scorer(records)(np.arange(8))
-    for key in ("map", "map_50"):
-        assert rescored[key] == pytest.approx(scores["test"][key], abs=1e-6), key
-        assert intervals[key][0] <= scores["test"][key] <= intervals[key][1], key
+    check_image_records(output_dir, scores)
     assert "original_map" in scores["test"]  # the published model, scored on both processes before training
 
 

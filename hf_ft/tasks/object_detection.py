@@ -40,7 +40,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .. import classification
+from .. import classification, runs
 from ..args import ConfigError, DataArguments, ModelArguments
 from ..data import sources
 from ..errors import InputError
@@ -49,7 +49,6 @@ from ..models import load_for_labels, offline_hint, saved_label_names
 from ..peft import load_trained
 from ..predict import Inputs, PredictArguments, Predictions, Predictor, batches, input_column, load_input
 from ..report import TaskReport
-from .. import runs
 from ..runs import baseline_scores
 from ..vision import boxes as box_ops
 from ..vision import detection_report

@@ -8,7 +8,7 @@
     trainer = sft_trainer(model, tokenizer, splits, training_args)
     check_collated_labels(trainer.data_collator, splits["train"], tokenizer)  # the collator keeps EOS trained
     baseline = score_base_model(...)                                      # the same scores, before training
-    runs.finish(..., evaluate=lambda d, p: evaluate(d, ..., splits=splits))  # scored per sample, with intervals
+    runs.finish(..., evaluate=lambda d, p: evaluate(d, ..., splits=splits), predict_splits=False)  # per sample
 
 Data layouts are TRL's: a `messages` column (lists of {role, content}; ShareGPT's `conversations` of
 {from, value} is converted), `prompt` + `completion` (strings, or lists of messages), or `text`. Other column names
